@@ -1,0 +1,1 @@
+"""braingate: event-driven, gated low-rank neural networks."""

@@ -1,0 +1,1 @@
+"""hwmaps: map braingate networks onto neuromorphic chips."""
