@@ -1,1 +1,34 @@
-"""braingate: event-driven, gated low-rank neural networks."""
+"""braingate: event-driven, gated low-rank neural networks for PyTorch.
+
+A layer's weight is factored ``W ≈ U·diag(s)·Vᵀ``; its rank is split into gate blocks, and in
+event mode it recomputes only the input coordinates and rank units whose change crossed a
+threshold (residual carried, error bounded). :func:`simulate` runs a network over a stream and
+counts every operation it did and skipped.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from braingate.convert import convert
+from braingate.functional.cost import CostModel
+from braingate.nn import EventLinear
+from braingate.sim import Report, calibrate, execution, reset, simulate
+from braingate.state import EventState, StepCounts
+
+try:
+    __version__ = version("braingate")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CostModel",
+    "EventLinear",
+    "EventState",
+    "Report",
+    "StepCounts",
+    "__version__",
+    "calibrate",
+    "convert",
+    "execution",
+    "reset",
+    "simulate",
+]

@@ -1,0 +1,61 @@
+"""Predicted wall-clock cost of one event step and one dense step (auto mode's decision rule)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["DEFAULT_COST_MODEL", "CostModel", "current_cost_model", "set_cost_model"]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    r"""Linear time models of the two paths of a gated low-rank layer, in seconds.
+
+    .. math::
+        t_{event} = a_0 + a_1·Bn + a_2·Σ|E|R_{act} + a_3·Σ|L|m,\qquad
+        t_{dense} = d_0 + d_1·B(n+m)R_{act}
+
+    Fitted by :func:`braingate.calibrate` on the current device; auto mode takes the event path
+    when its prediction (from the previous step's event counts) is below the dense one.
+    """
+
+    event_fixed: float
+    event_per_scan: float
+    event_per_input_op: float
+    event_per_latent_op: float
+    dense_fixed: float
+    dense_per_op: float
+    device: str = "uncalibrated"
+
+    def event_time(self, batch: int, n: int, input_ops: float, latent_ops: float) -> float:
+        """Predicted seconds of one event step (``input_ops = Σ|E|·R_act``, ``latent_ops = Σ|L|·m``)."""
+        return (
+            self.event_fixed
+            + self.event_per_scan * batch * n
+            + self.event_per_input_op * input_ops
+            + self.event_per_latent_op * latent_ops
+        )
+
+    def dense_time(self, batch: int, n: int, m: int, active_rank: int) -> float:
+        """Predicted seconds of one dense low-rank step."""
+        return self.dense_fixed + self.dense_per_op * batch * (n + m) * active_rank
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Used until :func:`braingate.calibrate` runs. Assumption (not a measurement of this device):
+#: a sparse scalar op costs ~4× a BLAS op per element, and both paths share one fixed overhead.
+DEFAULT_COST_MODEL = CostModel(5e-6, 1e-9, 4e-10, 4e-10, 5e-6, 1e-10)
+
+_CURRENT: dict[str, CostModel] = {}
+
+
+def current_cost_model(device_type: str) -> CostModel:
+    """The calibrated model for a device type (``"cpu"``, ``"cuda"``), else the default."""
+    return _CURRENT.get(device_type, DEFAULT_COST_MODEL)
+
+
+def set_cost_model(device_type: str, model: CostModel) -> None:
+    """Install ``model`` as the one auto mode uses on ``device_type``."""
+    _CURRENT[device_type] = model

@@ -1,0 +1,315 @@
+"""EventLinear: a gated low-rank linear layer with dense, event-driven and auto execution."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
+from braingate.functional.lowrank import lowrank_linear, masked_weight, svd_factorize
+from braingate.nn import _validate as check
+from braingate.nn._event_runner import EventRunner
+
+__all__ = ["EventLinear"]
+
+
+class EventLinear(nn.Module):
+    r"""Linear layer with weight ``W ≈ U·diag(s⊙g)·Vᵀ`` that can recompute only what changed.
+
+    .. math::
+        y = U\,\mathrm{diag}(s ⊙ g)\,V^\top x + b
+
+    The rank ``R`` is split into ``blocks`` contiguous subspace blocks; the gate ``g`` switches
+    whole blocks on and off, shared or per sample (:meth:`set_active_blocks`).
+
+    Execution (attribute ``execution``):
+
+    - ``"dense"`` (default): stateless, any leading dims, one batched GEMM for a whole
+      ``(T, B, n)`` sequence. The training path and the GPU fallback.
+    - ``"event"``: one time step ``(B, n)`` per call, with state. Input coordinates whose change
+      since they were last sent exceeds ``threshold`` are sent (residual carried), rank units
+      whose accumulated change exceeds ``latent_threshold`` are sent; gate changes are events too.
+      At every step ``|y − W_g x|∞ ≤ θ‖U diag(s⊙g) Vᵀ‖∞ + θ_z‖U diag(s⊙g)‖∞`` (row-sum norms),
+      with no growth over time; with ``θ = θ_z = 0`` it equals the dense path up to rounding.
+      Rounding cannot accumulate either: every ``resync_every`` steps the accumulators are
+      recomputed exactly from the transmitted references (``0`` disables it).
+    - ``"auto"``: per step, the path that the device's cost model (:func:`braingate.calibrate`)
+      predicts to be faster; both leave the state consistent.
+
+    Args:
+        in_features: ``n``. out_features: ``m``.
+        rank: ``R`` with ``1 ≤ R ≤ min(n, m)``, divisible by ``blocks``.
+        blocks: number of gate blocks.
+        threshold: input θ ≥ 0 (scalar or ``(n,)`` tensor). latent_threshold: θ_z ≥ 0 (scalar or
+            ``(R,)``).
+        bias: learn an additive bias.
+        resync_every: steps between exact re-syncs of the event state.
+
+    Shape:
+        dense: ``(..., n) -> (..., m)``; event/auto: ``(B, n) -> (B, m)``.
+
+    Example:
+        >>> import torch, braingate as bg
+        >>> layer = bg.EventLinear(16, 8, rank=4, blocks=2)
+        >>> x = torch.randn(3, 16)
+        >>> y_dense = layer(x)
+        >>> layer.execution = "event"
+        >>> torch.allclose(layer(x), y_dense, atol=1e-5)
+        True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        *,
+        blocks: int = 1,
+        threshold: float | Tensor = 0.0,
+        latent_threshold: float | Tensor = 0.0,
+        bias: bool = True,
+        resync_every: int = 1000,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        n = check.positive_int("in_features", in_features)
+        m = check.positive_int("out_features", out_features)
+        check.positive_int("rank", rank)
+        check.positive_int("blocks", blocks)
+        if rank > min(n, m):
+            raise ValueError(
+                f"rank={rank} exceeds min(in_features, out_features)={min(n, m)}; "
+                f"pass rank<={min(n, m)}"
+            )
+        if rank % blocks:
+            raise ValueError(
+                f"rank={rank} is not divisible by blocks={blocks}; pass a rank that is a "
+                f"multiple of blocks (e.g. rank={max(blocks, rank // blocks * blocks)})"
+            )
+        if isinstance(resync_every, bool) or not isinstance(resync_every, int) or resync_every < 0:
+            raise ValueError(f"resync_every={resync_every!r} must be an int >= 0 (0 disables)")
+        self.in_features, self.out_features, self.rank, self.blocks = n, m, rank, blocks
+        kw = {"device": device, "dtype": dtype}
+        self.U = nn.Parameter(torch.empty(m, rank, **kw))
+        self.s = nn.Parameter(torch.empty(rank, **kw))
+        self.V = nn.Parameter(torch.empty(n, rank, **kw))
+        self.bias = nn.Parameter(torch.empty(m, **kw)) if bias else None
+        self.resync_every = resync_every
+        self._threshold = check.threshold("threshold", threshold, n)
+        self._latent_threshold = check.threshold("latent_threshold", latent_threshold, rank)
+        self._execution = "dense"
+        self._gate: Tensor | None = None  # None: all on; else bool (R,) or (B, R)
+        self.register_buffer("_all_on", torch.ones(rank, dtype=torch.bool, device=device), False)
+        self._runner = EventRunner(n, m, rank)
+        self._cache: dict = {}
+        self.reset_parameters()
+
+    # -- parameters -----------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """Orthonormal ``U``, ``V`` and equal ``s`` with the scale of ``nn.Linear``'s init."""
+        with torch.no_grad():
+            for p in (self.U, self.V):
+                nn.init.orthogonal_(p)
+            # nn.Linear draws U(-1/√n, 1/√n): entry variance 1/(3n), ‖W‖_F² = m/3.
+            self.s.fill_(math.sqrt(self.out_features / (3.0 * self.rank)))
+            if self.bias is not None:
+                bound = 1.0 / math.sqrt(self.in_features)
+                self.bias.uniform_(-bound, bound)
+        self.reset()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int, **kw) -> EventLinear:
+        """Factor an ``nn.Linear`` by truncated SVD; ``rank=min(n, m)`` reproduces it.
+
+        The relative Frobenius error of the factorisation is stored as ``approx_error``.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        w = linear.weight
+        kw.setdefault("device", w.device)
+        kw.setdefault("dtype", w.dtype)
+        layer = cls(linear.in_features, linear.out_features, rank,
+                    bias=linear.bias is not None, **kw)  # fmt: skip
+        U, s, V, err = svd_factorize(w, rank)
+        with torch.no_grad():
+            layer.U.copy_(U)
+            layer.s.copy_(s)
+            layer.V.copy_(V)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        layer.approx_error = err
+        return layer
+
+    # -- configuration --------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float | Tensor:
+        """Input threshold θ ≥ 0 (scalar or per input coordinate)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float | Tensor) -> None:
+        self._threshold = check.threshold("threshold", value, self.in_features)
+        self._cache.pop("th", None)
+
+    @property
+    def latent_threshold(self) -> float | Tensor:
+        """Latent threshold θ_z ≥ 0 (scalar or per rank unit)."""
+        return self._latent_threshold
+
+    @latent_threshold.setter
+    def latent_threshold(self, value: float | Tensor) -> None:
+        self._latent_threshold = check.threshold("latent_threshold", value, self.rank)
+        self._cache.pop("th", None)
+
+    @property
+    def execution(self) -> str:
+        """``"dense"`` | ``"event"`` | ``"auto"``."""
+        return self._execution
+
+    @execution.setter
+    def execution(self, mode: str) -> None:
+        self._execution = check.execution_mode(mode)
+
+    def set_active_blocks(self, k_or_mask: int | Tensor | None) -> None:
+        """Switch gate blocks: ``k`` most important blocks (by ``Σ s²``), or a bool mask.
+
+        Args:
+            k_or_mask: int ``0 ≤ k ≤ blocks``; a bool tensor ``(blocks,)`` or per sample
+                ``(B, blocks)``; or None for all blocks on. In event mode the change takes
+                effect at the next step: blocks switched off withdraw their contribution, blocks
+                switched on add theirs.
+        """
+        if k_or_mask is None:
+            self._gate = None
+        elif isinstance(k_or_mask, Tensor):
+            mask = k_or_mask
+            if mask.dtype != torch.bool:
+                raise TypeError(f"gate mask must be a bool tensor, got dtype {mask.dtype}")
+            if mask.dim() not in (1, 2) or mask.shape[-1] != self.blocks:
+                raise ValueError(
+                    f"gate mask has shape {tuple(mask.shape)}; pass ({self.blocks},) or "
+                    f"(B, {self.blocks}) for blocks={self.blocks}"
+                )
+            self._gate = blocks_to_units(mask.to(self.U.device), self.rank).clone()
+        elif isinstance(k_or_mask, int) and not isinstance(k_or_mask, bool):
+            if not 0 <= k_or_mask <= self.blocks:
+                raise ValueError(
+                    f"k={k_or_mask} active blocks is out of range; pass 0 <= k <= {self.blocks}"
+                )
+            mask = first_k_blocks(block_importance(self.s, self.blocks), k_or_mask)
+            self._gate = blocks_to_units(mask, self.rank)
+        else:
+            raise TypeError(
+                f"set_active_blocks takes an int, a bool tensor or None, got "
+                f"{type(k_or_mask).__name__}"
+            )
+        self._cache.pop("gate", None)
+
+    @property
+    def active_rank(self) -> Tensor:
+        """Active rank units: ``()`` for a shared gate, ``(B,)`` for a per-sample one."""
+        return self.gate_units().sum(-1)
+
+    def gate_units(self) -> Tensor:
+        """The rank-unit gate: bool ``(R,)`` or ``(B, R)``."""
+        return self._all_on if self._gate is None else self._gate
+
+    def reset(self) -> None:
+        """Clear the event state and its counters (parameters and gates are kept)."""
+        self._runner.reset()
+
+    def dense_weight(self) -> Tensor:
+        """``U·diag(s⊙g)·Vᵀ``: ``(m, n)``, or ``(B, m, n)`` under a per-sample gate."""
+        return masked_weight(self.U, self.s, self.V, self.gate_units())
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        check.layer_input(x, self.in_features, self.U.dtype, self.U.device)
+        gate = self.gate_units()
+        if self._execution == "dense":
+            if gate.dim() == 2 and (x.dim() < 2 or x.shape[-2] != gate.shape[0]):
+                raise ValueError(
+                    f"per-sample gate for B={gate.shape[0]} does not match input shape "
+                    f"{tuple(x.shape)}; pass (..., {gate.shape[0]}, {self.in_features})"
+                )
+            return lowrank_linear(x, self.U, self.s, self.V, self.bias, gate)
+        if x.dim() != 2:
+            raise ValueError(
+                f"execution={self._execution!r} takes one time step of shape (B, "
+                f"{self.in_features}), got {tuple(x.shape)}; use bg.simulate(model, xs) for a "
+                "(T, B, n) stream or execution='dense'"
+            )
+        if gate.dim() == 2 and gate.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"per-sample gate for B={gate.shape[0]} does not match batch {x.shape[0]}; "
+                "call set_active_blocks with a (B, blocks) mask for this batch"
+            )
+        return self._runner.step(self, x, gate, self._execution == "auto")
+
+    # -- kernel support (cached numpy views, refreshed when parameters change) -----------------
+    def _kernel_params(self) -> tuple:
+        p = self._parameters
+        U, s, V, b = p["U"], p["s"], p["V"], p["bias"]
+        key = (U._version, s._version, V._version, b._version if b is not None else -1,
+               U.data_ptr(), V.data_ptr())  # fmt: skip
+        hit = self._cache.get("params")
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                Us_t = (U * s).t().contiguous().cpu().numpy()
+                Vn = V.detach().contiguous().cpu().numpy()
+                bias = (b.detach() if b is not None else torch.zeros_like(U[:, 0])).cpu().numpy()
+            hit = (key, Us_t, Vn, bias)
+            self._cache["params"] = hit
+        th = self._cache.get("th")
+        if th is None or any(
+            isinstance(t, Tensor) for t in (self._threshold, self._latent_threshold)
+        ):
+            dt = hit[2].dtype
+            th = (_as_array(self._threshold, self.in_features, dt),
+                  _as_array(self._latent_threshold, self.rank, dt))  # fmt: skip
+            self._cache["th"] = th
+        return (hit[1], hit[2], hit[3], *th)
+
+    def _gate_np(self, gate: Tensor, batch: int) -> np.ndarray:
+        """The gate as a contiguous ``(B, R)`` numpy array, cached until the gate changes."""
+        key = (id(self._gate), batch)
+        hit = self._cache.get("gate")
+        if hit is None or hit[0] != key:
+            hit = (key, gate.expand(batch, -1).contiguous().cpu().numpy())
+            self._cache["gate"] = hit
+        return hit[1]
+
+    # -- introspection --------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        th = self._threshold if isinstance(self._threshold, float) else "per-unit"
+        lth = self._latent_threshold if isinstance(self._latent_threshold, float) else "per-unit"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"rank={self.rank}, blocks={self.blocks}, threshold={th}, "
+                f"latent_threshold={lth}, execution={self._execution!r}")  # fmt: skip
+
+    def get_extra_state(self) -> dict:
+        return {"threshold": self._threshold, "latent_threshold": self._latent_threshold,
+                "execution": self._execution, "resync_every": self.resync_every}  # fmt: skip
+
+    def set_extra_state(self, state: dict) -> None:
+        self.threshold = state["threshold"]
+        self.latent_threshold = state["latent_threshold"]
+        self.execution = state["execution"]
+        self.resync_every = state["resync_every"]
+
+
+def _as_array(value: float | Tensor, size: int, dtype) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return (
+            value.detach()
+            .to("cpu")
+            .numpy()
+            .astype(dtype)
+            .reshape(-1)
+            .repeat(size if value.dim() == 0 else 1)
+        )
+    return np.full(size, value, dtype=dtype)

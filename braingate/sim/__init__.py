@@ -1,0 +1,8 @@
+"""Run networks over streams and count what they compute and skip."""
+
+from braingate.sim.calibrate import calibrate
+from braingate.sim.control import execution, reset
+from braingate.sim.report import COUNTERS, Report
+from braingate.sim.simulate import simulate
+
+__all__ = ["COUNTERS", "Report", "calibrate", "execution", "reset", "simulate"]

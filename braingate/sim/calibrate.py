@@ -1,0 +1,123 @@
+"""calibrate(): fit auto mode's cost model to measured step times on the current device."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from braingate.functional.cost import CostModel, set_cost_model
+from braingate.nn.event_linear import EventLinear
+
+__all__ = ["calibrate"]
+
+_MEMO: dict[str, CostModel] = {}
+
+
+def _cache_file(device: torch.device) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "braingate"
+    tag = f"cost-{device.type}-torch{torch.__version__}-threads{torch.get_num_threads()}.json"
+    return root / tag
+
+
+def calibrate(device: torch.device | str | None = None, *, force: bool = False) -> CostModel:
+    """Measure event and dense step times here and install the fitted :class:`CostModel`.
+
+    Times the event step (compiled kernel on CPU) and the dense low-rank step of probe layers
+    over a range of shapes and activities, and fits the linear models of
+    :class:`~braingate.functional.cost.CostModel` by least squares. The result is cached in
+    memory and on disk (``~/.cache/braingate``); ``force=True`` measures again.
+
+    Returns:
+        The installed cost model (auto mode uses it for layers on this device type).
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    key = dev.type
+    path = _cache_file(dev)
+    if not force:
+        model = _MEMO.get(key)
+        if model is None and path.exists():
+            try:
+                model = CostModel(**json.loads(path.read_text()))
+            except (ValueError, TypeError):
+                model = None
+        if model is not None:
+            _MEMO[key] = model
+            set_cost_model(key, model)
+            return model
+    model = _measure(dev)
+    _MEMO[key] = model
+    set_cost_model(key, model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(model.to_dict()))
+    except OSError:
+        pass  # a read-only home only loses the disk cache
+    return model
+
+
+def _time(fn, reps: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if dev_sync := getattr(fn, "sync", None):
+            dev_sync()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
+def _measure(dev: torch.device) -> CostModel:
+    gen = torch.Generator().manual_seed(0)
+    ev_rows, ev_t, de_rows, de_t = [], [], [], []
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    with torch.no_grad():
+        for n, R, B in ((256, 32, 1), (1024, 128, 1), (512, 64, 4)):
+            layer = EventLinear(n, n, R).to(dev)
+            x0 = torch.randn(B, n, generator=gen).to(dev)
+            for frac in (0.0, 0.02, 0.1, 0.3, 1.0):
+                k = int(frac * n)
+                layer.execution = "event"
+                layer.reset()
+                layer(x0)
+                xs = [x0.clone() for _ in range(2)]
+                xs[1][:, :k] += 1.0
+                i = [0]
+
+                def ev(layer=layer, xs=xs, i=i):
+                    i[0] ^= 1
+                    layer(xs[i[0]])
+
+                ev.sync = sync
+                t = _time(ev, 20)
+                c = layer._runner.last_counts
+                ev_rows.append(
+                    [1.0, B * n, float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * n]
+                )
+                ev_t.append(t)
+            layer.execution = "dense"
+
+            def de(layer=layer, x=x0):
+                layer(x)
+
+            de.sync = sync
+            de_rows.append([1.0, B * 2 * n * R])
+            de_t.append(_time(de, 20))
+    a = _nonneg_lstsq(np.array(ev_rows), np.array(ev_t))
+    d = _nonneg_lstsq(np.array(de_rows), np.array(de_t))
+    return CostModel(*a, *d, device=str(dev))
+
+
+def _nonneg_lstsq(A: np.ndarray, b: np.ndarray) -> list[float]:
+    from scipy.optimize import nnls
+
+    scale = A.max(0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(A / scale, b)
+    return [float(c) for c in coef / scale]
