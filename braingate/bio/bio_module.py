@@ -253,7 +253,17 @@ class BioModule(nn.Module):
             new, replaced = F.rejuvenate(w, self.config.rejuvenation_parameter_dre, sign)
             w.copy_(new)
             total += int(replaced.sum())
+        self._weights_changed()
         return total
+
+    def _weights_changed(self) -> None:
+        # An EventLinear running in event mode caches accumulated state computed with the old
+        # factors: clear it so its next step starts from the new weights.
+        layer = self.get_parent()
+        if getattr(layer, "execution", "dense") != "dense" and callable(
+            getattr(layer, "reset", None)
+        ):
+            layer.reset()
 
     @torch.no_grad()
     def enforce_dales_principle(self) -> None:
@@ -266,6 +276,7 @@ class BioModule(nn.Module):
         for t in self.targets:
             w = self._w(t)
             w.copy_(F.enforce_dale(w, getattr(self, f"dale_sign_{t.name}"), self._dale_dim(t)))
+        self._weights_changed()
 
     def extra_repr(self) -> str:
         cfg = self.config
