@@ -1,0 +1,152 @@
+"""Spike traffic of tiled blocks as a hypergraph: one net per source unit.
+
+A net's pins are the tile that produces the unit (or none for external inputs) and every tile
+that reads it; its weight is the unit's measured events per step. A spike is sent once per
+distinct destination core, so a net costs ``w · Σ_{c ∈ cores(sinks)} hop(core(src), c)``;
+a plain graph edge-cut would count a multicast once per sink tile instead. Tiles of a
+column-split block send partial sums to the block's first column tile (weight
+``min(1, Σ source events of the tile)`` per row: an accumulator changes at most once a step).
+Nets with the same source and sinks are merged (weights add).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwmaps.ir import Network, Tile
+
+
+@dataclass(frozen=True)
+class Hypergraph:
+    """Tiles (vertices) and nets as flat arrays.
+
+    Shape: ``weight``, ``count`` (units merged into the net), ``src`` (N,); ``ptr`` (N+1,); ``pins`` (P,) sink tile ids of net i in
+    ``pins[ptr[i]:ptr[i+1]]``; per-tile ``neurons``, ``synapses``, ``synops`` (events·rows per
+    step), ``active`` (expected active neurons per step), ``src_lo``/``src_hi`` (global source
+    unit range, for fan-in) — all (T,).
+    """
+
+    weight: np.ndarray
+    count: np.ndarray
+    src: np.ndarray
+    ptr: np.ndarray
+    pins: np.ndarray
+    neurons: np.ndarray
+    synapses: np.ndarray
+    synops: np.ndarray
+    active: np.ndarray
+    src_lo: np.ndarray
+    src_hi: np.ndarray
+    n_units: int
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.neurons)
+
+    @property
+    def n_nets(self) -> int:
+        return len(self.weight)
+
+    def sinks(self, i: int) -> np.ndarray:
+        """Sink tiles of net ``i``."""
+        return self.pins[self.ptr[i] : self.ptr[i + 1]]
+
+
+def build(network: Network, tiles: Sequence[Tile]) -> Hypergraph:
+    """Build the traffic hypergraph of ``tiles`` (see module docstring)."""
+    sizes = network.populations()
+    offset, total = {}, 0
+    for pop in sorted(sizes):
+        offset[pop], total = total, total + sizes[pop]
+    blocks = {b.name: b for b in network.blocks}
+    events = np.zeros(total)
+    for pop in sizes:
+        ev = network.unit_events(pop)
+        events[offset[pop] : offset[pop] + len(ev)] = np.nan_to_num(ev, nan=-1.0)
+    producer = np.full(total, -1, dtype=np.int64)
+    n = len(tiles)
+    neurons, synapses, synops, active = (np.zeros(n) for _ in range(4))
+    src_lo, src_hi = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    reads: list[tuple[np.ndarray, np.ndarray]] = []
+    mains: dict[tuple[str, int], int] = {}
+    for i, t in enumerate(tiles):
+        b = blocks[t.block]
+        g0 = offset[b.source] + b.source_start + t.col0
+        src_lo[i], src_hi[i] = g0, g0 + t.cols
+        ev = np.asarray(b.source_events[t.col0 : t.col1])
+        neurons[i], synapses[i] = t.rows, t.rows * t.cols
+        synops[i] = ev.sum() * t.rows
+        if t.col0 == 0:
+            d0 = offset[b.dest] + b.dest_start + t.row0
+            producer[d0 : d0 + t.rows] = i
+            own = events[d0 : d0 + t.rows]  # -1 where unknown (outputs): count as active
+            active[i] = np.where(own < 0, 1.0, np.minimum(own, 1.0)).sum()
+            for r in range(t.row0, t.row1):
+                mains[(t.block, r)] = i
+        else:
+            active[i] = t.rows * min(1.0, float(ev.sum()))
+        reads.append((np.arange(g0, g0 + t.cols), np.full(t.cols, i)))
+    nets: dict[tuple[int, tuple[int, ...]], float] = {}
+    count: dict[tuple[int, tuple[int, ...]], int] = {}
+    if reads:
+        units = np.concatenate([r[0] for r in reads])
+        readers = np.concatenate([r[1] for r in reads])
+        order = np.lexsort((readers, units))
+        units, readers = units[order], readers[order]
+        cuts = np.flatnonzero(np.diff(units)) + 1
+        for grp_u, grp_r in zip(np.split(units, cuts), np.split(readers, cuts)):
+            u = int(grp_u[0])
+            key = (int(producer[u]), tuple(np.unique(grp_r).tolist()))
+            nets[key] = nets.get(key, 0.0) + max(float(events[u]), 0.0)
+            count[key] = count.get(key, 0) + 1
+    for i, t in enumerate(tiles):
+        if t.col0 == 0:
+            continue
+        w = min(1.0, float(sum(blocks[t.block].source_events[t.col0 : t.col1])))
+        for r in range(t.row0, t.row1):
+            key = (i, (mains[(t.block, r)],))
+            nets[key] = nets.get(key, 0.0) + w
+            count[key] = count.get(key, 0) + 1
+    keys = list(nets)
+    ptr = np.zeros(len(keys) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(k[1]) for k in keys])
+    pins = np.fromiter((p for k in keys for p in k[1]), dtype=np.int64, count=int(ptr[-1]))
+    return Hypergraph(
+        weight=np.array([nets[k] for k in keys], dtype=float),
+        count=np.array([count[k] for k in keys], dtype=np.int64),
+        src=np.array([k[0] for k in keys], dtype=np.int64),
+        ptr=ptr,
+        pins=pins,
+        neurons=neurons,
+        synapses=synapses,
+        synops=synops,
+        active=active,
+        src_lo=src_lo,
+        src_hi=src_hi,
+        n_units=total,
+    )
+
+
+def core_traffic(hg: Hypergraph, core_of: np.ndarray, n_cores: int) -> np.ndarray:
+    """Events per step from core to core, each net counted once per distinct sink core.
+
+    Args:
+        hg: the hypergraph.
+        core_of: core (or cluster) id of every tile. Shape: (T,).
+        n_cores: number of cores / clusters.
+
+    Returns:
+        W with W[a, b] = events per step sent from a to b (diagonal: local deliveries);
+        row ``n_cores`` holds external inputs. Shape: (n_cores + 1, n_cores).
+    """
+    W = np.zeros((n_cores + 1, n_cores))
+    net_of_pin = np.repeat(np.arange(hg.n_nets), np.diff(hg.ptr))
+    dst = core_of[hg.pins]
+    pairs = np.unique(net_of_pin * n_cores + dst)
+    nets, dst = np.divmod(pairs, n_cores)
+    src = np.where(hg.src[nets] >= 0, core_of[np.maximum(hg.src[nets], 0)], n_cores)
+    np.add.at(W, (src, dst), hg.weight[nets])
+    return W
