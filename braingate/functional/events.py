@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 __all__ = ["sigma_delta"]
 
 
 def sigma_delta(
-    x: Tensor, ref: Tensor, threshold: float | Tensor, active: Tensor | None = None
+    x: Tensor,
+    ref: Tensor,
+    threshold: float | Tensor,
+    active: Tensor | None = None,
+    *,
+    surrogate: str | None = None,
+    width: float | Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""One sigma-delta step against the last transmitted value.
 
@@ -18,16 +25,32 @@ def sigma_delta(
     The reference is the *last sent* value, so a change smaller than θ is not lost: it stays in
     ``x - x̂`` until it crosses θ. Invariant after the step: ``|x - x̂|∞ ≤ θ`` (on active units).
 
+    Training through events: with ``surrogate`` set (or automatically, with the
+    ``"fast_sigmoid"`` surrogate, when gradients are enabled and ``threshold`` is a tensor that
+    requires grad) the step runs :func:`~braingate.functional.surrogate.sigma_delta_surrogate`:
+    same forward values, a straight-through reconstruction and surrogate derivatives for θ and
+    the events, which are then returned as a float 0/1 tensor.
+
     Args:
         x: current value, ``(..., n)``.
         ref: last transmitted value ``x̂``, same shape.
         threshold: θ ≥ 0, a scalar or a tensor broadcastable to ``x`` (per unit).
         active: optional bool mask; inactive coordinates never fire and keep their reference.
+        surrogate: a name from :data:`~braingate.functional.surrogate.SURROGATES`, or None.
+        width: surrogate width (default: scale-aware, see ``surrogate_width``).
 
     Returns:
-        ``(delta, events, new_ref)``: the transmitted change (zero off events), the bool event
-        mask and the new reference.
+        ``(delta, events, new_ref)``: the transmitted change (zero off events), the event mask
+        (bool; float with a surrogate) and the new reference.
     """
+    if surrogate is None and (
+        isinstance(threshold, Tensor) and threshold.requires_grad and torch.is_grad_enabled()
+    ):
+        surrogate = "fast_sigmoid"
+    if surrogate is not None:
+        from braingate.functional.surrogate import sigma_delta_surrogate
+
+        return sigma_delta_surrogate(x, ref, threshold, active, surrogate=surrogate, width=width)
     diff = x - ref
     events = diff.abs() > threshold
     if active is not None:

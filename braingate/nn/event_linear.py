@@ -147,23 +147,62 @@ class EventLinear(nn.Module):
     # -- configuration --------------------------------------------------------------------------
     @property
     def threshold(self) -> float | Tensor:
-        """Input threshold θ ≥ 0 (scalar or per input coordinate)."""
-        return self._threshold
+        """Input threshold θ ≥ 0 (scalar or per input coordinate); ``softplus(threshold_raw)``
+        while learned (:meth:`learn_thresholds`)."""
+        raw = self._parameters.get("threshold_raw")
+        return self._threshold if raw is None else torch.nn.functional.softplus(raw)
 
     @threshold.setter
     def threshold(self, value: float | Tensor) -> None:
         self._threshold = check.threshold("threshold", value, self.in_features)
+        self._set_raw("threshold_raw", self._threshold)
         self._cache.pop("th", None)
 
     @property
     def latent_threshold(self) -> float | Tensor:
-        """Latent threshold θ_z ≥ 0 (scalar or per rank unit)."""
-        return self._latent_threshold
+        """Latent threshold θ_z ≥ 0 (scalar or per rank unit); learnable like ``threshold``."""
+        raw = self._parameters.get("latent_threshold_raw")
+        return self._latent_threshold if raw is None else torch.nn.functional.softplus(raw)
 
     @latent_threshold.setter
     def latent_threshold(self, value: float | Tensor) -> None:
         self._latent_threshold = check.threshold("latent_threshold", value, self.rank)
+        self._set_raw("latent_threshold_raw", self._latent_threshold)
         self._cache.pop("th", None)
+
+    def learn_thresholds(self, per_unit: bool = True) -> None:
+        """Make θ and θ_z learnable: parameters ``threshold_raw`` ``(n,)`` and
+        ``latent_threshold_raw`` ``(R,)`` (``()`` each when ``per_unit=False``), used as
+        ``θ = softplus(raw) ≥ 0`` and started at the current values. The torch event path
+        (autograd enabled) then passes surrogate gradients to them; :meth:`freeze_thresholds`
+        turns them back into fixed values.
+        """
+        from braingate.functional.surrogate import softplus_inverse
+
+        for name, size in (("threshold", self.in_features), ("latent_threshold", self.rank)):
+            value = torch.as_tensor(getattr(self, name), dtype=self.U.dtype, device=self.U.device)
+            value = value.detach().expand(size) if per_unit else value.detach().mean()
+            self.register_parameter(f"{name}_raw", nn.Parameter(softplus_inverse(value.clone())))
+        self._cache.pop("th", None)
+
+    def freeze_thresholds(self) -> None:
+        """Replace learned thresholds by their current values (fixed tensors) and drop the
+        ``*_raw`` parameters; a no-op for fixed thresholds."""
+        for name in ("threshold", "latent_threshold"):
+            raw = self._parameters.pop(f"{name}_raw", None)
+            if raw is not None:
+                value = torch.nn.functional.softplus(raw.detach()).clone()
+                setattr(self, name, value if value.dim() else float(value))
+
+    def _set_raw(self, key: str, value: float | Tensor) -> None:
+        """Keep a learned threshold in step with an assigned value (calibration sets values)."""
+        raw = self._parameters.get(key)
+        if raw is not None:
+            from braingate.functional.surrogate import softplus_inverse
+
+            with torch.no_grad():
+                v = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
+                raw.copy_(softplus_inverse(v.expand_as(raw) if v.dim() <= raw.dim() else v.mean()))
 
     @property
     def execution(self) -> str:
@@ -266,11 +305,11 @@ class EventLinear(nn.Module):
             self._cache["params"] = hit
         th = self._cache.get("th")
         if th is None or any(
-            isinstance(t, Tensor) for t in (self._threshold, self._latent_threshold)
+            isinstance(t, Tensor) for t in (self.threshold, self.latent_threshold)
         ):
             dt = hit[2].dtype
-            th = (_as_array(self._threshold, self.in_features, dt),
-                  _as_array(self._latent_threshold, self.rank, dt))  # fmt: skip
+            th = (_as_array(self.threshold, self.in_features, dt),
+                  _as_array(self.latent_threshold, self.rank, dt))  # fmt: skip
             self._cache["th"] = th
         return (hit[1], hit[2], hit[3], *th)
 
