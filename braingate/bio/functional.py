@@ -133,13 +133,16 @@ def enforce_dale(weight: Tensor, sign: Tensor, unit_dim: int) -> Tensor:
 
 
 def homeostatic_scale(grad: Tensor, out_dim: int) -> Tensor:
-    r"""Synaptic scaling of gradients: every postsynaptic unit gets the layer's mean norm.
+    r"""Synaptic scaling of gradients: every postsynaptic unit gets the same gradient norm.
 
     .. math:: G_{i\cdot} \leftarrow G_{i\cdot}\,\frac{\overline{\|G_{k\cdot}\|}}{\|G_{i\cdot}\|}
 
-    Directions are kept; units whose gradient is zero stay zero.
+    the mean taken over units with a non-zero gradient, so the sum of the units' gradient norms
+    is kept; directions are kept; units whose gradient is zero stay zero.
     """
     dims = [d for d in range(grad.dim()) if d != out_dim]
     norms = grad.pow(2).sum(dim=dims).sqrt() if dims else grad.abs()
-    scale = torch.where(norms > 0, norms.mean() / norms.clamp_min(_tiny(grad)), 1.0)
+    live = norms > 0
+    mean = norms.sum() / live.sum().clamp_min(1)
+    scale = torch.where(live, mean / norms.clamp_min(_tiny(grad)), 1.0)
     return grad * scale.view(_unit_shape(grad, out_dim))

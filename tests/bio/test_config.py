@@ -80,7 +80,9 @@ def test_converter_config_paths():
     assert BioConverter(config=custom).get_config() == custom
     merged = BioConverter(custom, crystal_thresh=5e-5).get_config()
     assert merged == dataclasses.replace(custom, crystal_thresh=5e-5)
-    conv = BioConverter.from_dict({"fuzzy_learning_rate_factor_nu": 0.2, "weight_splitting_Gamma": 2})
+    conv = BioConverter.from_dict(
+        {"fuzzy_learning_rate_factor_nu": 0.2, "weight_splitting_Gamma": 2}
+    )
     assert conv.get_config().weight_splitting_Gamma == 2
     conv.update_config(fuzzy_lr_distribution=Distribution.LOGNORMAL, apply_dales_principle=True)
     assert conv.get_config().fuzzy_lr_distribution is Distribution.LOGNORMAL
@@ -108,4 +110,7 @@ def test_unknown_and_invalid_updates_leave_converter_untouched():
 
 def test_activation_accepts_modules_and_functions():
     assert BioConfig(weight_splitting_activation_function=nn.ReLU()).weight_splitting_Gamma == 0
-    assert BioConfig(weight_splitting_activation_function=abs).weight_splitting_activation_function is abs
+    assert (
+        BioConfig(weight_splitting_activation_function=abs).weight_splitting_activation_function
+        is abs
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -49,16 +51,18 @@ def test_unclamped_moments(dist, std, rng):
 
 
 def test_baseline_is_exactly_one():
-    p = draw_multipliers(torch.randn(5, 7), BioConfig(fuzzy_lr_distribution="baseline"), SampleContext())
+    p = draw_multipliers(
+        torch.randn(5, 7), BioConfig(fuzzy_lr_distribution="baseline"), SampleContext()
+    )
     assert torch.equal(p, torch.ones(5, 7))
 
 
 def test_layer_adaptive_spread_decreases_with_depth_under_converter(rng):
     widths = [64, 64, 64, 64, 64]
-    layers = [nn.Linear(a, b) for a, b in zip(widths, widths[1:])]
+    layers = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
     model = BioConverter(fuzzy_lr_distribution=Distribution.LAYER_ADAPTIVE)(nn.Sequential(*layers))
-    spreads = [float(l.bio_mod.fuzzy_learning_rate_parameters.std()) for l in model]
-    assert all(a > b for a, b in zip(spreads, spreads[1:]))
+    spreads = [float(layer.bio_mod.fuzzy_learning_rate_parameters.std()) for layer in model]
+    assert all(a > b for a, b in itertools.pairwise(spreads))
     # UNIFORM half-width ν(1 − 0.5·l/L): std = half-width/√3
     for idx, s in enumerate(spreads):
         assert s == pytest.approx(NU * (1 - 0.5 * idx / 4) / 3**0.5, rel=0.06)
@@ -68,7 +72,9 @@ def test_weight_adaptive_small_weights_vary_more(rng):
     layer = nn.Linear(100, 100)
     with torch.no_grad():
         layer.weight.copy_(torch.where(torch.rand(100, 100) < 0.5, 0.01, 1.0))
-    p = BioModule(layer, BioConfig(fuzzy_lr_distribution="weight_adaptive")).fuzzy_learning_rate_parameters
+    p = BioModule(
+        layer, BioConfig(fuzzy_lr_distribution="weight_adaptive")
+    ).fuzzy_learning_rate_parameters
     small, large = p[layer.weight < 0.5], p[layer.weight > 0.5]
     # mean|w| ≈ 0.5: small weights get ν·1.5, large ones ν·0.5 (half-widths)
     assert float((small - 1).abs().max()) == pytest.approx(1.5 * NU, rel=0.02)
@@ -84,7 +90,7 @@ def test_temporal_changes_every_update_freq_calls_and_keeps_spread(rng):
     for _ in range(9):
         bio.update_fuzzy_learning_rates()
         history.append(p.clone())
-    changed = [not torch.equal(a, b) for a, b in zip(history, history[1:])]
+    changed = [not torch.equal(a, b) for a, b in itertools.pairwise(history)]
     assert changed == [False, False, True] * 3
     # AR(1) with decay d: corr(P_k+1 − 1, P_k − 1) = d; stationary std stays ν
     a, b = history[2] - 1, history[3] - 1

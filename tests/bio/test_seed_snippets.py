@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _snippets  # noqa: E402
+import itertools
+
+import _snippets
 
 SEED = _snippets.seed_path()
 pytestmark = pytest.mark.skipif(SEED is None, reason="seed 003 not found (set BRAINGATE_SEEDS_DIR)")
@@ -115,4 +117,4 @@ def test_monitoring_snippet_records_histories(tmp_path, monkeypatch):
     assert len(ns["rejuvenated_weights_history"]) == 10
     # P only ever shrinks under crystallize: the crystallized count never decreases
     counts = ns["crystallized_weights_history"]
-    assert all(a <= b for a, b in zip(counts, counts[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(counts))
