@@ -111,6 +111,7 @@ class DynamicLowRankLayer(nn.Module):
         self.scheduler = scheduler
         self.estimator = estimator if estimator is not None else PerfEstimator()
         self._energy_cache: dict[tuple[int, int], Tensor] = {}
+        self.budget: float | None = None  # used when forward() gets budget=None (e.g. set by Trainer)
         self.last_ranks: Tensor | None = None
         self.last_scores: Tensor | None = None
         self.last_soft_rank: Tensor | None = None
@@ -209,7 +210,7 @@ class DynamicLowRankLayer(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         scores = self.scorer(x2)
-        ranks, nb = self.plan(scores, budget)
+        ranks, nb = self.plan(scores, self.budget if budget is None else budget)
         dev = x.device
         hard = blocks_to_unit_mask(nb.to(dev), self.ends, x.dtype)
         rho = self.r_min + scores * (self.r_max - self.r_min)

@@ -1,0 +1,29 @@
+"""Training: the ADLRNS objective (task loss + energy penalty), Trainer, config schema, plots."""
+
+from braingate.train.config import (
+    DataConfig,
+    ExperimentConfig,
+    HardwareConfig,
+    ModelConfig,
+    SchedulerConfig,
+    TrainConfig,
+)
+from braingate.train.plots import plot_history
+from braingate.train.regularizers import activity_penalty, energy_penalty, event_rate, model_energy_penalty
+from braingate.train.trainer import ADLRNSTrainer, Trainer
+
+__all__ = [
+    "ADLRNSTrainer",
+    "DataConfig",
+    "ExperimentConfig",
+    "HardwareConfig",
+    "ModelConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "Trainer",
+    "activity_penalty",
+    "energy_penalty",
+    "event_rate",
+    "model_energy_penalty",
+    "plot_history",
+]
