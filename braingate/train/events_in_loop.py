@@ -1,0 +1,131 @@
+"""Training with the event operation in the loop: differentiable event steps and synops.
+
+Inside :class:`events_in_loop` every :class:`~braingate.nn.EventLinear` of a model runs the torch
+reference :func:`~braingate.functional.event_step` with autograd, one time step per call, with its
+own per-batch state. Learned thresholds (``layer.learn_thresholds()``) make
+:func:`~braingate.functional.events.sigma_delta` use its surrogate gradient, so the event counts,
+and with them the synops, are differentiable: :attr:`EventTape.synops` is the activity penalty.
+Works with any stepping loop, snntorch neurons included (call ``bg.reset(model)`` first for them).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import Tensor, nn
+
+from braingate.functional.event_step import event_step
+from braingate.nn.event_linear import EventLinear
+from braingate.sim.control import reset
+from braingate.state import EventState
+
+__all__ = ["EventTape", "events_in_loop", "rollout"]
+
+
+class EventTape:
+    """Differentiable operation counts of an events-in-the-loop run, per sample.
+
+    Attributes:
+        synops: ``(B,)`` Σ over layers and steps of ``|E|·R_act + |L|·m`` (surrogate gradient
+            when thresholds are learned).
+        dense_synops: Σ over layers and steps of ``n·m`` (a float).
+        layers: ``{name: {"input_events": (B,), "latent_events": (B,), "synops": (B,)}}``.
+        steps: time steps seen.
+    """
+
+    def __init__(self) -> None:
+        self.synops: Tensor | float = 0.0
+        self.dense_synops = 0.0
+        self.layers: dict[str, dict[str, Tensor]] = {}
+        self.steps = 0
+
+    def add(self, name: str, layer: EventLinear, counts) -> None:
+        d = self.layers.setdefault(name, {"input_events": 0.0, "latent_events": 0.0, "synops": 0.0})
+        for key in d:
+            d[key] = d[key] + getattr(counts, key)
+        self.synops = self.synops + counts.synops
+        self.dense_synops += layer.in_features * layer.out_features
+
+    def penalty(self) -> Tensor:
+        r"""Relative activity ``mean_b(synops) / dense_synops`` (0 for a silent network).
+
+        .. math:: \mathcal A = \frac{1}{B}\sum_b \frac{\sum_{t,\ell} |E|R + |L|m}{\sum_{t,\ell} nm}
+        """
+        if self.dense_synops == 0:
+            return torch.zeros(())
+        return torch.as_tensor(self.synops).float().mean() / self.dense_synops
+
+    def ratio(self) -> float:
+        """``dense_synops / synops`` of this run (inf when silent)."""
+        s = float(torch.as_tensor(self.synops).detach().float().mean())
+        return float("inf") if s == 0 else self.dense_synops / s
+
+
+def _step_forward(name: str, tape: EventTape, states: dict):
+    def forward(self: EventLinear, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"events_in_loop steps take (B, {self.in_features}) per call, got "
+                f"{tuple(x.shape)}; call the model once per time step"
+            )
+        B = x.shape[0]
+        gate = self.gate_units().expand(B, -1)
+        st = states.get(name)
+        if st is None or st.x_hat.shape[0] != B:
+            st = EventState.zeros(B, self.in_features, self.out_features, gate, x.dtype, x.device)
+        y, st, counts, _ = event_step(
+            x, st, self.U, self.s, self.V, gate, self.threshold, self.latent_threshold
+        )
+        states[name] = st
+        tape.add(name, self, counts)
+        return y if self.bias is None else y + self.bias
+
+    return forward
+
+
+class events_in_loop:
+    """Context manager: EventLinear layers of ``model`` step through the differentiable event path.
+
+    Example:
+        >>> import torch, braingate as bg
+        >>> from braingate.train.events_in_loop import events_in_loop
+        >>> net = torch.nn.Sequential(bg.EventLinear(4, 8, 2, threshold=0.1), torch.nn.ReLU())
+        >>> net[0].learn_thresholds()
+        >>> with events_in_loop(net) as tape:
+        ...     ys = torch.stack([net(x) for x in torch.randn(5, 3, 4)])
+        >>> tape.penalty().requires_grad
+        True
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.tape = EventTape()
+        self._states: dict[str, EventState] = {}
+        self._layers = [(n, m) for n, m in model.named_modules() if isinstance(m, EventLinear)]
+
+    def __enter__(self) -> EventTape:
+        for name, layer in self._layers:
+            layer.forward = types.MethodType(_step_forward(name, self.tape, self._states), layer)
+        return self.tape
+
+    def __exit__(self, *exc) -> None:
+        for _, layer in self._layers:
+            layer.__dict__.pop("forward", None)
+
+
+def rollout(model: nn.Module, xs: Tensor) -> tuple[Tensor, EventTape]:
+    """Run ``model`` over a stream ``xs (T, B, ...)`` with events in the loop (autograd on).
+
+    Resets the model's state first (snntorch neurons included); returns ``(ys (T, B, ...),
+    tape)``; ``tape.penalty()`` is the differentiable activity penalty.
+    """
+    if not isinstance(xs, Tensor) or xs.dim() < 2:
+        raise ValueError("xs must be a time-first tensor (T, B, ...)")
+    reset(model)
+    with events_in_loop(model) as tape:
+        ys = torch.stack([model(x) for x in xs])
+        tape.steps = xs.shape[0]
+    return ys, tape
