@@ -1,8 +1,73 @@
-"""braingate model + simulate Report -> hwmaps Network (the only hwmaps file that uses torch)."""
+"""braingate model + simulate Report -> hwmaps Network (the only hwmaps file that uses torch).
+
+Each :class:`~braingate.nn.event_linear.EventLinear` ``name`` (n inputs, m outputs, rank R,
+B gate blocks) becomes B **V blocks** ``name.V{b}`` (rows R/B latent units, cols n inputs) and
+one **U block** ``name.U`` (rows m outputs, cols R latent units). Traffic comes from the
+measured run: ``report.layers[name]["input_unit_events"]`` feed the V blocks and
+``["latent_unit_events"]`` the U block, divided by the number of steps (events per step per
+sample). When layer k+1 reads exactly m_k inputs, the outputs of layer k are its inputs (an
+elementwise activation in between keeps the unit count), so the U block of layer k feeds the
+V blocks of layer k+1. torch and braingate are imported only when :func:`extract` runs.
+"""
 
 from __future__ import annotations
 
+from hwmaps.ir import FactorBlock, Network
 
-def extract(model, report, name: str = "network"):
-    """Build a Network of U/V factor blocks from a braingate model and its simulate Report."""
-    raise NotImplementedError("filled in once braingate.sim exists")
+
+def extract(model, report, name: str = "network") -> Network:
+    """Build a Network of U/V factor blocks from a braingate model and its simulate Report.
+
+    Args:
+        model: a torch module containing EventLinear layers (in forward order).
+        report: the :class:`braingate.sim.Report` of ``simulate(model, xs, mode="event")``.
+        name: network name.
+
+    Returns:
+        The Network; ``meta`` records steps, batch and mode of the run.
+
+    Raises:
+        TypeError: model is not a torch module or report lacks ``layers`` / ``meta``.
+        ValueError: no EventLinear layer was run, or the report does not match the model.
+    """
+    from torch import nn
+
+    from braingate.nn.event_linear import EventLinear
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(report, "layers") or not hasattr(report, "meta"):
+        raise TypeError(f"report must be a braingate Report, got {type(report).__name__}")
+    steps = int(report.meta.get("steps", 0))
+    if steps < 1:
+        raise ValueError(f"report.meta['steps']={steps!r}; pass the Report of a run with T >= 1")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, EventLinear)]
+    if not layers:
+        raise ValueError("model has no EventLinear layer; convert it first (bg.convert)")
+    blocks: list[FactorBlock] = []
+    prev_out, prev_m = "input", None
+    for lname, layer in layers:
+        rec = report.layers.get(lname)
+        if rec is None or "input_unit_events" not in rec:
+            raise ValueError(
+                f"report has no event counts for layer {lname!r} (layers: "
+                f"{sorted(report.layers)}); run bg.simulate(model, xs, mode='event')"
+            )
+        n, m, rank, nb = layer.in_features, layer.out_features, layer.rank, layer.blocks
+        ev_in = [float(e) / steps for e in rec["input_unit_events"]]
+        ev_lat = [float(e) / steps for e in rec["latent_unit_events"]]
+        if len(ev_in) != n or len(ev_lat) != rank:
+            raise ValueError(
+                f"layer {lname!r}: report has {len(ev_in)} input / {len(ev_lat)} latent unit "
+                f"counts, the model has n={n}, rank={rank}; pass the report of this model"
+            )
+        source = prev_out if prev_m == n else f"{lname}.in"
+        rb = rank // nb
+        for b in range(nb):
+            blocks.append(FactorBlock(f"{lname}.V{b}", lname, "V", rb, n, source,
+                                      f"{lname}.latent", tuple(ev_in), 0, b * rb))  # fmt: skip
+        blocks.append(FactorBlock(f"{lname}.U", lname, "U", m, rank, f"{lname}.latent",
+                                  f"{lname}.out", tuple(ev_lat)))  # fmt: skip
+        prev_out, prev_m = f"{lname}.out", m
+    meta = {k: report.meta.get(k) for k in ("steps", "batch", "mode")}
+    return Network(tuple(blocks), name, {}, meta)

@@ -39,7 +39,9 @@ def map_network(
     if not isinstance(net, Network):
         raise TypeError(f"net must be a hwmaps.ir.Network, got {type(net).__name__}")
     if not isinstance(chip, ChipSpec):
-        raise TypeError(f"chip must be a ChipSpec (hwmaps.chips.get(name)), got {type(chip).__name__}")
+        raise TypeError(
+            f"chip must be a ChipSpec (hwmaps.chips.get(name)), got {type(chip).__name__}"
+        )
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed={seed!r} must be an int")
     fn = methods.REGISTRY.get(method)

@@ -178,5 +178,7 @@ def violations(hg: Hypergraph, core_of: np.ndarray, chip: ChipSpec) -> list[str]
             out.append(f"core {c}: fan-out {e} core edges > fan_out={chip.fan_out}")
     for c, d in dests.items():
         if chip.max_dest_cores is not None and len(d) > chip.max_dest_cores:
-            out.append(f"core {c}: {len(d)} destination cores > max_dest_cores={chip.max_dest_cores}")
+            out.append(
+                f"core {c}: {len(d)} destination cores > max_dest_cores={chip.max_dest_cores}"
+            )
     return out

@@ -195,9 +195,7 @@ def generic(
         if not isinstance(val, int) or isinstance(val, bool) or val < 1:
             raise ValueError(f"{key}={val!r} must be a positive int")
     if cores % cores_per_router:
-        raise ValueError(
-            f"cores={cores} is not a multiple of cores_per_router={cores_per_router}"
-        )
+        raise ValueError(f"cores={cores} is not a multiple of cores_per_router={cores_per_router}")
     routers = cores // cores_per_router
     rows = max(d for d in range(1, int(routers**0.5) + 1) if routers % d == 0)
     base = loihi()

@@ -40,7 +40,7 @@ def tile_graph(hg: Hypergraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return key // t, key % t, np.bincount(inv, w)
 
 
-def metis_parts(hg: Hypergraph, k: int, cap_n: float, cap_s: float) -> np.ndarray:
+def metis_parts(hg: Hypergraph, k: int, cap_n: float, cap_s: float, seed: int = 0) -> np.ndarray:
     """METIS k-way partition of the tile graph (vertex weight: fraction of a core)."""
     if k <= 1:
         return np.zeros(hg.n_tiles, dtype=np.int64)
@@ -53,9 +53,9 @@ def metis_parts(hg: Hypergraph, k: int, cap_n: float, cap_s: float) -> np.ndarra
     ew = np.maximum(1, np.round(w * scale)).astype(np.int64)
     frac = np.maximum(hg.neurons / cap_n, hg.synapses / cap_s)  # share of a core
     vw = np.maximum(1, np.round(10000 * frac)).astype(np.int64)
-    _, parts = pymetis.part_graph(
-        k, xadj=xadj.tolist(), adjncy=v.tolist(), vweights=vw.tolist(), eweights=ew.tolist()
-    )
+    adj = pymetis.CSRAdjacency(xadj.tolist(), v.tolist())
+    opts = pymetis.Options(seed=seed)
+    _, parts = pymetis.part_graph(k, adj, vweights=vw.tolist(), eweights=ew.tolist(), options=opts)
     return np.asarray(parts, dtype=np.int64)
 
 
@@ -67,7 +67,7 @@ def metis_anneal(network: Network, chip: ChipSpec, rng: np.random.Generator, pro
     cap_n, cap_s = chip.capacities()
     need = max(hg.neurons.sum() / cap_n.min(), hg.synapses.sum() / cap_s.min())
     k = min(chip.cores, max(1, math.ceil(need / FILL)))
-    parts = metis_parts(hg, k, float(cap_n.min()), float(cap_s.min()))
+    parts = metis_parts(hg, k, float(cap_n.min()), float(cap_s.min()), int(rng.integers(2**31)))
     u, v, w = tile_graph(hg)
     nbr_w: dict[int, dict[int, float]] = {}
     for a, b, x in zip(u.tolist(), v.tolist(), w.tolist()):
