@@ -101,7 +101,8 @@ class NF4Tensor:
         if self.absmax is not None:
             return self.absmax
         n = self.q_absmax.numel()
-        scaled = self.q_absmax.float().view(-1, _ABSMAX_BLOCK) * self.absmax_scale[:, None]
+        q = F.pad(self.q_absmax.float(), (0, (-n) % _ABSMAX_BLOCK))
+        scaled = q.view(-1, _ABSMAX_BLOCK) * self.absmax_scale[:, None]
         return scaled.flatten()[:n] + self.absmax_offset
 
     def dequantize(self) -> Tensor:
