@@ -1,4 +1,4 @@
-"""Per-layer event-mode runtime: state, compiled-kernel views, counters, auto-mode decisions.
+"""Per-layer event-mode runtime: state, compiled-kernel context, counters, auto-mode decisions.
 
 One ``EventRunner`` belongs to one :class:`~braingate.nn.EventLinear` instance (never shared). It
 keeps the layer's :class:`~braingate.state.EventState`, runs each step through the compiled CPU
@@ -7,11 +7,17 @@ kernel when it can (no autograd needed, CPU, float32/64) and through the torch r
 steps so float rounding cannot accumulate.
 
 Auto mode predicts both paths' time with the device's :class:`~braingate.functional.cost.CostModel`
-from the previous step's event counts. A dense step computes the exact output and leaves the state
+from the last step's event counts. A dense step computes the exact output and leaves the state
 consistent with it (``x̂ = x``, ``ẑ = z = Vᵀx``), so the event path can take over at any step.
+
+The per-step Python work is kept small on purpose: at batch 1 it, not the arithmetic, is what a
+sparse step costs. Everything that only changes with the parameters, thresholds or gate lives in
+a cached :class:`_Context`, rebuilt when any of them changes.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +31,18 @@ from braingate.state import EventState
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
+class _Context(NamedTuple):
+    key: tuple
+    kernel_args: tuple  # gate, V, Us_t, bias, th, thz as numpy arrays (kernel order)
+    gate: Tensor  # (B, R) bool
+    gate_sum: np.ndarray  # (R,) active samples per unit
+    active: np.ndarray  # (B,) active units per sample
+    mean_active: float  # active units per sample, batch mean
+    scale: Tensor  # s ⊙ g, (R,) or (B, R)
+    U_t: Tensor  # Uᵀ view, (R, m)
+    dense_counts: np.ndarray  # counts row of a dense step, (B, 5)
+
+
 class EventRunner:
     """State and counters of one layer's event path (see module docstring)."""
 
@@ -36,6 +54,7 @@ class EventRunner:
         self.state: EventState | None = None
         self._views: tuple | None = None  # numpy views of the state, for the kernel
         self._aliased = False  # the state aliases a dense step's tensors (auto mode)
+        self._ctx: _Context | None = None
         self.steps = 0
         self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
         self.last_dense = False
@@ -43,122 +62,177 @@ class EventRunner:
         self.input_unit_events = np.zeros(self.n, np.int64)  # summed over samples and steps
         self.latent_unit_events = np.zeros(self.rank, np.int64)
         self._pred = (0.0, 0.0)  # (Σ|E|·R_act, Σ|L|·m) expected at the next step (auto mode)
+        self._dense_run = 0  # consecutive dense steps (auto mode)
+
+    # -- cached context -----------------------------------------------------------------------
+    def context(self, layer, gate: Tensor, B: int) -> _Context:
+        P = layer._parameters
+        U, s, V, b = P["U"], P["s"], P["V"], P["bias"]
+        key = (U._version, s._version, V._version, -1 if b is None else b._version,
+               layer._epoch, B, _threshold_key(layer, "threshold", P),
+               _threshold_key(layer, "latent_threshold", P))  # fmt: skip
+        ctx = self._ctx
+        if ctx is not None and ctx.key == key:
+            return ctx
+        with torch.no_grad():
+            g = gate.expand(B, -1).contiguous()
+            g_np = g.cpu().numpy()
+            dt = np.float64 if U.dtype == torch.float64 else np.float32
+            Us_t = (U * s).t().contiguous().cpu().numpy().astype(dt, copy=False)
+            Vn = V.detach().contiguous().cpu().numpy().astype(dt, copy=False)
+            bias = np.zeros(self.m, dt) if b is None else b.detach().cpu().numpy().astype(dt)
+            th = _as_array(layer.threshold, self.n, dt)
+            args = (g_np, Vn, Us_t, bias, th, _as_array(layer.latent_threshold, self.rank, dt))
+            active = g_np.sum(-1).astype(np.int64)
+            dense_counts = np.zeros((B, 5), np.int64)
+            dense_counts[:, 0], dense_counts[:, 1], dense_counts[:, 4] = self.n, active, active
+            dense_counts[:, 2] = (self.n + self.m) * active
+            scale = (s * gate).detach()
+        mean_active = float(active.sum()) / B
+        self._ctx = _Context(
+            key, args, g, g_np.sum(0), active, mean_active, scale, U.t(), dense_counts
+        )
+        return self._ctx
 
     # -- one step -------------------------------------------------------------------------------
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]
-        if self.state is not None and self.state.x_hat.shape[0] != B:
+        state = self.state
+        if state is not None and state.x_hat.shape[0] != B:
             raise ValueError(
-                f"batch size changed from {self.state.x_hat.shape[0]} to {B} mid-stream; "
+                f"batch size changed from {state.x_hat.shape[0]} to {B} mid-stream; "
                 "call layer.reset() (or bg.reset(model)) before a new stream"
             )
-        if self.state is None:
-            g0 = gate if gate.dim() == 1 else gate[:1]
-            self.state = EventState.zeros(B, self.n, self.m, g0, x.dtype, x.device)
+        ctx = self.context(layer, gate, B)
+        if state is None:
+            self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], x.dtype, x.device)
             self._views = None
             dense = auto  # nothing to compare with yet: every nonzero input is an event
         else:
-            dense = auto and self._prefer_dense(layer, B, gate)
+            dense = auto and self._prefer_dense(layer, B, ctx)
         if dense:
-            out = self._dense_step(layer, x, gate)
+            out = self._dense_step(layer, x, ctx)
         else:
-            out = self._event_step(layer, x, gate)
+            out = self._event_step(layer, x, ctx)
             if auto:
                 c = self.last_counts
                 self._pred = (float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * self.m)
         self.steps += 1
         if layer.resync_every and self.steps % layer.resync_every == 0:
-            self._own_state()
-            U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()
-            self.state = resync(self.state, U, s, V)
-            self._views = None
-            self.resync_ops += int(self.state.gate.sum()) * (self.n + self.m)
+            self._resync(layer)
         return out
 
-    def _use_kernel(self, layer, x: Tensor) -> bool:
-        if not _kernels.AVAILABLE or x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES:
-            return False
-        return not (torch.is_grad_enabled() and (x.requires_grad or layer.U.requires_grad))
-
-    def _event_step(self, layer, x: Tensor, gate: Tensor) -> Tensor:
-        self._own_state()
+    def _event_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
+        self._own_state(layer)
         self.last_dense = False
-        if self._use_kernel(layer, x):
-            out = self._kernel_step(layer, x, gate)
-        else:
-            y, self.state, c, (in_ev, lat_ev) = event_step(
-                x, self.state, layer.U, layer.s, layer.V, gate.expand(x.shape[0], -1),
-                layer.threshold, layer.latent_threshold,
-            )  # fmt: skip
-            self._views = None
-            self.last_counts = torch.stack(list(c), dim=1).cpu().numpy().astype(np.int64)
-            self.input_unit_events += in_ev.sum(0).cpu().numpy()
-            self.latent_unit_events += lat_ev.sum(0).cpu().numpy()
-            out = y if layer.bias is None else y + layer.bias
-        return out
+        if (
+            _kernels.AVAILABLE
+            and x.device.type == "cpu"
+            and x.dtype in _KERNEL_DTYPES
+            and not (
+                torch.is_grad_enabled()
+                and (x.requires_grad or layer._parameters["U"].requires_grad)
+            )
+        ):
+            return self._kernel_step(x, ctx)
+        y, self.state, c, (in_ev, lat_ev) = event_step(
+            x, self.state, layer.U, layer.s, layer.V, ctx.gate,
+            layer.threshold, layer.latent_threshold,
+        )  # fmt: skip
+        self._views = None
+        self.last_counts = torch.stack(list(c), dim=1).cpu().numpy().astype(np.int64)
+        self.input_unit_events += in_ev.sum(0).cpu().numpy()
+        self.latent_unit_events += lat_ev.sum(0).cpu().numpy()
+        return y if layer.bias is None else y + layer.bias
 
-    def _kernel_step(self, layer, x: Tensor, gate: Tensor) -> Tensor:
-        if self._views is None:
-            self._views = tuple(t.numpy() for t in self.state)
-        x_hat, z, z_hat, y, gstate = self._views
-        Us_t, V, bias, th, thz = layer._kernel_params()
+    def _kernel_step(self, x: Tensor, ctx: _Context) -> Tensor:
+        views = self._views
+        if views is None:
+            views = self._views = tuple(t.numpy() for t in self.state)
         B = x.shape[0]
-        out = torch.empty(B, self.m, dtype=x.dtype)
+        xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
+        out = np.empty((B, self.m), xn.dtype)
         counts = np.empty((B, 5), np.int64)
+        g, V, Us_t, bias, th, thz = ctx.kernel_args
         _kernels.event_step_np(
-            x.detach().contiguous().numpy(), x_hat, z, z_hat, y, gstate,
-            layer._gate_np(gate, B), V, Us_t, bias, th, thz, out.numpy(), counts,
+            xn, *views, g, V, Us_t, bias, th, thz, out, counts,
             self.input_unit_events, self.latent_unit_events,
         )  # fmt: skip
         self.last_counts = counts
-        return out
+        return torch.from_numpy(out)
+
+    def _resync(self, layer) -> None:
+        self._own_state(layer)
+        U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()
+        self.state = resync(self.state, U, s, V)
+        self._views = None
+        self.resync_ops += int(self.state.gate.sum()) * (self.n + self.m)
 
     # -- auto mode ------------------------------------------------------------------------------
-    def _prefer_dense(self, layer, B: int, gate: Tensor) -> bool:
-        cost = current_cost_model(layer.U.device.type)
-        active = int(layer._gate_np(gate, B).sum()) // B
+    def _prefer_dense(self, layer, B: int, ctx: _Context) -> bool:
+        cost = current_cost_model(ctx.gate.device.type)
         input_ops, latent_ops = self._pred  # last step's events (or would-be events if dense)
         t_event = cost.event_time(B, self.n, input_ops, latent_ops)
-        return t_event > cost.dense_time(B, self.n, self.m, active)
+        return t_event > cost.dense_time(B, self.n, self.m, ctx.mean_active)
 
-    def _dense_step(self, layer, x: Tensor, gate: Tensor) -> Tensor:
-        """Exact low-rank step; the state becomes ``x̂ = x, ẑ = z = Vᵀx`` (aliased, no copies)."""
-        prev_x, prev_z = self.state.x_hat, self.state.z_hat
-        z = x @ layer.V
-        y = (z * (layer.s * gate)) @ layer.U.t()
-        out = y if layer.bias is None else y + layer.bias
+    def _dense_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
+        """Exact low-rank step; the new state is ``x̂ = x, ẑ = z = Vᵀx`` (``y`` made lazily)."""
+        P = layer._parameters
+        z = x @ P["V"]
+        zs = z * ctx.scale
+        b = P["bias"]
+        out = zs @ ctx.U_t if b is None else torch.addmm(b, zs, ctx.U_t)
+        if self.last_dense:
+            self._dense_run += 1
+        else:
+            self._dense_run = 0
+        if self._dense_run % 4 == 0:
+            # would-be events against the last state: what the event path would have sent
+            # (refreshed every 4th dense step: a stale estimate delays a switch by <= 3 steps)
+            _, _, _, _, th, thz = ctx.kernel_args
+            ie = _count_over(x, self.state.x_hat, th)
+            le = _count_over(z, self.state.z_hat, thz) * ctx.mean_active / self.rank
+            self._pred = (ie * ctx.mean_active, le * self.m)
         B = x.shape[0]
-        gate_np = layer._gate_np(gate, B)
-        active = gate_np.sum(-1).astype(np.int64)
-        # would-be events against the last state: what the event path would have sent
-        th, thz = layer._kernel_params()[3:]
-        ie = self._count_over(x, prev_x, th)
-        le = self._count_over(z, prev_z, thz) * float(active.mean()) / max(self.rank, 1)
-        self._pred = (ie * float(active.mean()), le * self.m)
         # x is cloned: a caller may refill its input buffer in place before the next step
-        self.state = EventState(x.detach().clone(), z, z, y, gate.expand(B, -1))
+        self.state = EventState(x.detach().clone(), z, z, out, ctx.gate)
         self._aliased, self._views, self.last_dense = True, None, True
         self.input_unit_events += B  # a dense step sends every input and active rank unit
-        self.latent_unit_events += gate_np.sum(0)
-        counts = np.zeros((B, 5), np.int64)
-        counts[:, 0], counts[:, 1], counts[:, 4] = self.n, active, active
-        counts[:, 2] = (self.n + self.m) * active
-        self.last_counts = counts
+        self.latent_unit_events += ctx.gate_sum
+        self.last_counts = ctx.dense_counts
         return out
 
-    @staticmethod
-    def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> float:
-        if a.device.type == "cpu" and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
-            return float(_kernels.count_over_np(a.detach().numpy(), b.detach().numpy(), th))
-        return float(((a - b).abs() > torch.as_tensor(th, device=a.device)).sum())
-
-    def _own_state(self) -> None:
-        """Give the state its own contiguous memory after aliased dense steps."""
+    def _own_state(self, layer) -> None:
+        """Give the state its own memory after dense steps (``y`` was stored with the bias)."""
         if self._aliased:
             s = self.state
-            gate = s.gate.clone()
+            b = layer._parameters["bias"]
+            y = s.y.detach() - b.detach() if b is not None else s.y.detach().clone()
             self.state = EventState(
-                s.x_hat.detach().clone(), s.z.detach().clone(), s.z_hat.detach().clone(),
-                s.y.detach().clone(), gate,
-            )  # fmt: skip
+                s.x_hat, s.z.detach().clone(), s.z.detach().clone(), y, s.gate.clone()
+            )
             self._aliased, self._views = False, None
+
+
+def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> float:
+    if a.device.type == "cpu" and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
+        if a.requires_grad or b.requires_grad:
+            a, b = a.detach(), b.detach()
+        return float(_kernels.count_over_np(a.numpy(), b.numpy(), th))
+    return float(((a - b).abs() > torch.as_tensor(th, device=a.device)).sum())
+
+
+def _threshold_key(layer, name: str, params: dict) -> object:
+    """What identifies a threshold's current value: a learned one by its raw parameter."""
+    raw = params.get(name + "_raw")
+    if raw is not None:
+        return ("raw", id(raw), raw._version)
+    value = getattr(layer, "_" + name)
+    return (id(value), value._version) if isinstance(value, Tensor) else value
+
+
+def _as_array(value, size: int, dtype) -> np.ndarray:
+    if isinstance(value, Tensor):
+        arr = value.detach().cpu().numpy().astype(dtype).reshape(-1)
+        return np.full(size, arr[0], dtype) if arr.size == 1 else np.ascontiguousarray(arr)
+    return np.full(size, value, dtype=dtype)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -105,7 +104,7 @@ class EventLinear(nn.Module):
         self._gate: Tensor | None = None  # None: all on; else bool (R,) or (B, R)
         self.register_buffer("_all_on", torch.ones(rank, dtype=torch.bool, device=device), False)
         self._runner = EventRunner(n, m, rank)
-        self._cache: dict = {}
+        self._epoch = 0  # bumped by every change the event runtime caches (gate, thresholds)
         self.reset_parameters()
 
     # -- parameters -----------------------------------------------------------------------------
@@ -156,7 +155,7 @@ class EventLinear(nn.Module):
     def threshold(self, value: float | Tensor) -> None:
         self._threshold = check.threshold("threshold", value, self.in_features)
         self._set_raw("threshold_raw", self._threshold)
-        self._cache.pop("th", None)
+        self._epoch += 1
 
     @property
     def latent_threshold(self) -> float | Tensor:
@@ -168,7 +167,7 @@ class EventLinear(nn.Module):
     def latent_threshold(self, value: float | Tensor) -> None:
         self._latent_threshold = check.threshold("latent_threshold", value, self.rank)
         self._set_raw("latent_threshold_raw", self._latent_threshold)
-        self._cache.pop("th", None)
+        self._epoch += 1
 
     def learn_thresholds(self, per_unit: bool = True) -> None:
         """Make θ and θ_z learnable: parameters ``threshold_raw`` ``(n,)`` and
@@ -183,7 +182,7 @@ class EventLinear(nn.Module):
             value = torch.as_tensor(getattr(self, name), dtype=self.U.dtype, device=self.U.device)
             value = value.detach().expand(size) if per_unit else value.detach().mean()
             self.register_parameter(f"{name}_raw", nn.Parameter(softplus_inverse(value.clone())))
-        self._cache.pop("th", None)
+        self._epoch += 1
 
     def freeze_thresholds(self) -> None:
         """Replace learned thresholds by their current values (fixed tensors) and drop the
@@ -246,7 +245,7 @@ class EventLinear(nn.Module):
                 f"set_active_blocks takes an int, a bool tensor or None, got "
                 f"{type(k_or_mask).__name__}"
             )
-        self._cache.pop("gate", None)
+        self._epoch += 1
 
     @property
     def active_rank(self) -> Tensor:
@@ -260,6 +259,15 @@ class EventLinear(nn.Module):
     def reset(self) -> None:
         """Clear the event state and its counters (parameters and gates are kept)."""
         self._runner.reset()
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(), .cuda(), .double(): tensors move, so cached views and the state are stale
+        out = super()._apply(fn, recurse)
+        if self._gate is not None:
+            self._gate = fn(self._gate)
+        self._epoch += 1
+        self._runner.reset()
+        return out
 
     def dense_weight(self) -> Tensor:
         """``U·diag(s⊙g)·Vᵀ``: ``(m, n)``, or ``(B, m, n)`` under a per-sample gate."""
@@ -289,39 +297,6 @@ class EventLinear(nn.Module):
             )
         return self._runner.step(self, x, gate, self._execution == "auto")
 
-    # -- kernel support (cached numpy views, refreshed when parameters change) -----------------
-    def _kernel_params(self) -> tuple:
-        p = self._parameters
-        U, s, V, b = p["U"], p["s"], p["V"], p["bias"]
-        key = (U._version, s._version, V._version, b._version if b is not None else -1,
-               U.data_ptr(), V.data_ptr())  # fmt: skip
-        hit = self._cache.get("params")
-        if hit is None or hit[0] != key:
-            with torch.no_grad():
-                Us_t = (U * s).t().contiguous().cpu().numpy()
-                Vn = V.detach().contiguous().cpu().numpy()
-                bias = (b.detach() if b is not None else torch.zeros_like(U[:, 0])).cpu().numpy()
-            hit = (key, Us_t, Vn, bias)
-            self._cache["params"] = hit
-        th = self._cache.get("th")
-        if th is None or any(
-            isinstance(t, Tensor) for t in (self.threshold, self.latent_threshold)
-        ):
-            dt = hit[2].dtype
-            th = (_as_array(self.threshold, self.in_features, dt),
-                  _as_array(self.latent_threshold, self.rank, dt))  # fmt: skip
-            self._cache["th"] = th
-        return (hit[1], hit[2], hit[3], *th)
-
-    def _gate_np(self, gate: Tensor, batch: int) -> np.ndarray:
-        """The gate as a contiguous ``(B, R)`` numpy array, cached until the gate changes."""
-        key = (id(self._gate), batch)
-        hit = self._cache.get("gate")
-        if hit is None or hit[0] != key:
-            hit = (key, gate.expand(batch, -1).contiguous().cpu().numpy())
-            self._cache["gate"] = hit
-        return hit[1]
-
     # -- introspection --------------------------------------------------------------------------
     def extra_repr(self) -> str:
         th = self._threshold if isinstance(self._threshold, float) else "per-unit"
@@ -339,16 +314,3 @@ class EventLinear(nn.Module):
         self.latent_threshold = state["latent_threshold"]
         self.execution = state["execution"]
         self.resync_every = state["resync_every"]
-
-
-def _as_array(value: float | Tensor, size: int, dtype) -> np.ndarray:
-    if isinstance(value, Tensor):
-        return (
-            value.detach()
-            .to("cpu")
-            .numpy()
-            .astype(dtype)
-            .reshape(-1)
-            .repeat(size if value.dim() == 0 else 1)
-        )
-    return np.full(size, value, dtype=dtype)
