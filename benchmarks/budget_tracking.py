@@ -39,10 +39,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     xs = stream()
-    layer = DynamicLowRankLayer(60, 64, r_max=48, r_min=4, num_gate_blocks=12, scorer=InputChangeScorer())
+    layer = DynamicLowRankLayer(
+        60, 64, r_max=48, r_min=4, num_gate_blocks=12, scorer=InputChangeScorer()
+    )
     full = float(layer.energy_table(xs.shape[1])[-1])
     target = args.fraction * full
-    manager = BudgetManager(total_budget=target, window_size=100, safety_margin=0.0, adaptation_rate=0.01)
+    manager = BudgetManager(
+        total_budget=target, window_size=100, safety_margin=0.0, adaptation_rate=0.01
+    )
     layer.scheduler = RankScheduler("budget", r_min=4, r_max=48, manager=manager, layer_id="l0")
     energies, ranks_all = [], []
     with torch.no_grad():

@@ -99,10 +99,17 @@ register_energy_model(
 register_energy_model(
     EnergyModel("horowitz45_fp32_dram", 4.6, 0.9, 0.0, 4.6, 162.5, (_HOROWITZ,), (_EVENT_AS_MAC,))
 )
-_GPU = "datasheet peak FLOP/s ÷ TDP, a best case that already includes memory power (REFERENCES.md §C)"
+_GPU = (
+    "datasheet peak FLOP/s ÷ TDP, a best case that already includes memory power (REFERENCES.md §C)"
+)
 _GPU_EVENT = "synop/neuron/spike priced as one FLOP (GPUs have no event hardware): assumption"
 # H100 SXM: 10.5 pJ/FLOP FP32, 0.71 pJ/FLOP BF16; A100: 20.5 FP32, 1.28 BF16.
-for _name, _flop in (("h100_fp32", 10.5), ("h100_bf16", 0.71), ("a100_fp32", 20.5), ("a100_bf16", 1.28)):
+for _name, _flop in (
+    ("h100_fp32", 10.5),
+    ("h100_bf16", 0.71),
+    ("a100_fp32", 20.5),
+    ("a100_bf16", 1.28),
+):
     register_energy_model(
         EnergyModel(_name, _flop, _flop, 0.0, 2 * _flop, 0.0, (_GPU,), (_GPU_EVENT,))
     )

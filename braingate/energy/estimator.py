@@ -82,8 +82,12 @@ class PerfEstimator:
         self.hardware_profile: dict[str, Any] = dict(hardware_profile)
         prof = {**DEFAULT_HARDWARE_PROFILE, **self.hardware_profile}
         self.energy_model: EnergyModel = energy_model(prof["energy_model"])
-        self.energy_per_flop_mJ = float(prof.get("energy_per_flop", self.energy_model.flop_pJ * 1e-9))
-        self.energy_per_byte_mJ = float(prof.get("energy_per_byte", self.energy_model.byte_pJ * 1e-9))
+        self.energy_per_flop_mJ = float(
+            prof.get("energy_per_flop", self.energy_model.flop_pJ * 1e-9)
+        )
+        self.energy_per_byte_mJ = float(
+            prof.get("energy_per_byte", self.energy_model.byte_pJ * 1e-9)
+        )
         if "peak_flops" in self.hardware_profile or "gpu_cores" not in self.hardware_profile:
             self.peak_flops = float(prof["peak_flops"])
         else:
@@ -92,10 +96,18 @@ class PerfEstimator:
         self.bytes_per_param = float(prof["bytes_per_param"])
         for key in ("energy_per_flop_mJ", "energy_per_byte_mJ", "peak_flops", "memory_bandwidth"):
             value = getattr(self, key)
-            if not math.isfinite(value) or value < 0 or (key in ("peak_flops", "memory_bandwidth") and value == 0):
-                raise ValueError(f"hardware_profile gives {key}={value}; it must be finite and positive")
+            if (
+                not math.isfinite(value)
+                or value < 0
+                or (key in ("peak_flops", "memory_bandwidth") and value == 0)
+            ):
+                raise ValueError(
+                    f"hardware_profile gives {key}={value}; it must be finite and positive"
+                )
 
-    def estimate(self, layer_dims: Sequence[int], rank: int, batch_size: int = 1, **kw: Any) -> dict[str, float]:
+    def estimate(
+        self, layer_dims: Sequence[int], rank: int, batch_size: int = 1, **kw: Any
+    ) -> dict[str, float]:
         """Cost of one forward of a batch.
 
         Args:
@@ -131,13 +143,23 @@ class PerfEstimator:
         nbytes = self.bytes_per_param * (n * m + m + batch_size * (n + m))
         energy = flops * self.energy_per_flop_mJ + nbytes * self.energy_per_byte_mJ
         latency = max(flops / self.peak_flops, nbytes / self.memory_bandwidth)
-        return {"flops": flops, "bytes": nbytes, "latency_s": latency, "energy_mJ": energy,
-                "energy_mJ_per_sample": energy / batch_size}
+        return {
+            "flops": flops,
+            "bytes": nbytes,
+            "latency_s": latency,
+            "energy_mJ": energy,
+            "energy_mJ_per_sample": energy / batch_size,
+        }
 
-    def energy_per_sample(self, layer_dims: Sequence[int], ranks: Sequence[int], batch_size: int = 1) -> list[float]:
+    def energy_per_sample(
+        self, layer_dims: Sequence[int], ranks: Sequence[int], batch_size: int = 1
+    ) -> list[float]:
         """Per-sample energy (mJ) at each rank in ``ranks``; works with subclasses whose
         ``estimate`` returns a plain number (the batch energy) as in the seed guide."""
-        return [energy_of(self.estimate(layer_dims, int(r), batch_size=batch_size)) / batch_size for r in ranks]
+        return [
+            energy_of(self.estimate(layer_dims, int(r), batch_size=batch_size)) / batch_size
+            for r in ranks
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.hardware_profile!r})"

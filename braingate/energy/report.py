@@ -42,10 +42,14 @@ def report_energy(report: Any, model: str | EnergyModel = "loihi") -> dict[str, 
     em = energy_model(model)
     total = _section(report, "total")
     if "synops" not in total:
-        raise ValueError("report has no total['synops']; pass a braingate.sim Report or its to_dict()")
+        raise ValueError(
+            "report has no total['synops']; pass a braingate.sim Report or its to_dict()"
+        )
     layers = _section(report, "layers")
     steps = float(_section(report, "meta").get("steps", 0))
-    units = sum(float(lay.get("out_features", 0)) + float(lay.get("rank", 0)) for lay in layers.values())
+    units = sum(
+        float(lay.get("out_features", 0)) + float(lay.get("rank", 0)) for lay in layers.values()
+    )
     synops = float(total.get("synops", 0.0)) * em.synop_pJ * _PJ_TO_MJ
     events = float(total.get("input_events", 0.0)) + float(total.get("latent_events", 0.0))
     spikes = events * em.spike_pJ * _PJ_TO_MJ

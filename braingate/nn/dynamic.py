@@ -13,7 +13,13 @@ from braingate.energy.estimator import PerfEstimator, energy_of
 from braingate.functional.lowrank import lowrank_linear, svd_factorize
 from braingate.nn.event_linear import EventLinear
 from braingate.scheduling.base import RankScheduler, check_budget, check_rank_range
-from braingate.scheduling.masks import blocks_to_unit_mask, block_ends, ranks_to_blocks, soft_unit_mask, straight_through
+from braingate.scheduling.masks import (
+    block_ends,
+    blocks_to_unit_mask,
+    ranks_to_blocks,
+    soft_unit_mask,
+    straight_through,
+)
 from braingate.scheduling.schedulers import ComplexityRankScheduler
 from braingate.scheduling.scorers import MLPComplexityScorer
 
@@ -93,9 +99,13 @@ class DynamicLowRankLayer(nn.Module):
         r_min = max(1, r_max // 8) if r_min is None else r_min
         r_min, r_max = check_rank_range(r_min, r_max)
         if r_max > full:
-            raise ValueError(f"r_max={r_max} exceeds min(in_features, out_features)={full}; pass r_max<={full}")
+            raise ValueError(
+                f"r_max={r_max} exceeds min(in_features, out_features)={full}; pass r_max<={full}"
+            )
         if not isinstance(num_gate_blocks, int) or not 1 <= num_gate_blocks <= r_max:
-            raise ValueError(f"num_gate_blocks={num_gate_blocks!r} must be an int in [1, r_max={r_max}]")
+            raise ValueError(
+                f"num_gate_blocks={num_gate_blocks!r} must be an int in [1, r_max={r_max}]"
+            )
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r} must be > 0")
         self.in_features, self.out_features = in_features, out_features
@@ -107,11 +117,17 @@ class DynamicLowRankLayer(nn.Module):
         self.base = EventLinear(in_features, out_features, r_max, blocks=self._ev_blocks, bias=bias,
                                 device=device, dtype=dtype)  # fmt: skip
         self._init_spectrum()
-        self.scorer = scorer if scorer is not None else MLPComplexityScorer(in_features, scorer_hidden, device, dtype)
+        self.scorer = (
+            scorer
+            if scorer is not None
+            else MLPComplexityScorer(in_features, scorer_hidden, device, dtype)
+        )
         self.scheduler = scheduler
         self.estimator = estimator if estimator is not None else PerfEstimator()
         self._energy_cache: dict[tuple[int, int], Tensor] = {}
-        self.budget: float | None = None  # used when forward() gets budget=None (e.g. set by Trainer)
+        self.budget: float | None = (
+            None  # used when forward() gets budget=None (e.g. set by Trainer)
+        )
         self.last_ranks: Tensor | None = None
         self.last_scores: Tensor | None = None
         self.last_soft_rank: Tensor | None = None
@@ -144,7 +160,9 @@ class DynamicLowRankLayer(nn.Module):
         elif isinstance(value, str):
             value = RankScheduler(value, r_min=self.r_min, r_max=self.r_max)
         if not callable(getattr(value, "schedule_rank", None)):
-            raise TypeError(f"scheduler={value!r} has no schedule_rank(); pass a RankScheduler or a name")
+            raise TypeError(
+                f"scheduler={value!r} has no schedule_rank(); pass a RankScheduler or a name"
+            )
         self._scheduler = value
 
     @property
@@ -185,7 +203,11 @@ class DynamicLowRankLayer(nn.Module):
             scores.detach().cpu(), budget=budget, candidates=cand, energy=energy[k_min:],
             singular_values=self.base.s.detach().abs().cpu(), layer_dims=(self.in_features, self.out_features),
         )  # fmt: skip
-        ranks = torch.as_tensor(out, dtype=torch.long).cpu().reshape(-1).expand(B) if not isinstance(out, Tensor) or out.numel() == 1 else out.long().cpu().reshape(-1)
+        ranks = (
+            torch.as_tensor(out, dtype=torch.long).cpu().reshape(-1).expand(B)
+            if not isinstance(out, Tensor) or out.numel() == 1
+            else out.long().cpu().reshape(-1)
+        )
         if ranks.numel() != B:
             raise ValueError(f"scheduler returned {ranks.numel()} ranks for a batch of {B}")
         nb = ranks_to_blocks(ranks.clamp(self.r_min, self.r_max), self.ends.cpu())
@@ -215,13 +237,21 @@ class DynamicLowRankLayer(nn.Module):
         hard = blocks_to_unit_mask(nb.to(dev), self.ends, x.dtype)
         rho = self.r_min + scores * (self.r_max - self.r_min)
         self.last_scores, self.last_ranks = scores.detach(), ranks
-        self.last_energy_mJ = torch.cat([torch.zeros(1, dtype=torch.float64), self.energy_table(len(ranks))])[nb]
+        self.last_energy_mJ = torch.cat(
+            [torch.zeros(1, dtype=torch.float64), self.energy_table(len(ranks))]
+        )[nb]
         # straight-through rank: value = realised rank, gradient through the scorer
         self.last_soft_rank = ranks.to(dev, x.dtype) + rho - rho.detach()
         if self.base.execution != "dense":
             if x.dim() != 2:
-                raise ValueError(f"execution={self.execution!r} takes one step (B, {self.in_features})")
-            gate = hard.bool() if self._ev_blocks == self.r_max else (nb.to(dev)[:, None] > torch.arange(self.num_gate_blocks, device=dev))
+                raise ValueError(
+                    f"execution={self.execution!r} takes one step (B, {self.in_features})"
+                )
+            gate = (
+                hard.bool()
+                if self._ev_blocks == self.r_max
+                else (nb.to(dev)[:, None] > torch.arange(self.num_gate_blocks, device=dev))
+            )
             self.base.set_active_blocks(gate)
             return self.base(x2), ranks
         gate = hard

@@ -84,14 +84,30 @@ class LoRAven(nn.Module):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{key}={val!r} must be a positive int")
         preset = MODE_PRESETS["balanced" if mode == "custom" else mode]
-        r_max, r_min = preset_ranks(in_features, out_features, "balanced" if mode == "custom" else mode)
+        r_max, r_min = preset_ranks(
+            in_features, out_features, "balanced" if mode == "custom" else mode
+        )
         r_max = max_rank if max_rank is not None else r_max
-        r_min = min_rank if min_rank is not None else min(r_min, r_max) if isinstance(r_max, int) else r_min
+        r_min = (
+            min_rank
+            if min_rank is not None
+            else min(r_min, r_max)
+            if isinstance(r_max, int)
+            else r_min
+        )
         if energy_budget is not None and (
-            not isinstance(energy_budget, (int, float)) or not energy_budget >= 0 or math.isinf(energy_budget)
+            not isinstance(energy_budget, (int, float))
+            or not energy_budget >= 0
+            or math.isinf(energy_budget)
         ):
-            raise ValueError(f"energy_budget={energy_budget!r} must be a finite energy >= 0 in mJ per sample")
-        blocks = min(preset.num_gate_blocks, r_max) if isinstance(r_max, int) and r_max > 0 else preset.num_gate_blocks
+            raise ValueError(
+                f"energy_budget={energy_budget!r} must be a finite energy >= 0 in mJ per sample"
+            )
+        blocks = (
+            min(preset.num_gate_blocks, r_max)
+            if isinstance(r_max, int) and r_max > 0
+            else preset.num_gate_blocks
+        )
         kw.setdefault("scorer_hidden", preset.scorer_hidden)
         self.layer = DynamicLowRankLayer(in_features, out_features, r_max, r_min, num_gate_blocks=blocks,
                                          bias=bias, device=device, **kw)  # fmt: skip

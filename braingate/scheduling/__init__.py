@@ -29,4 +29,5 @@ __all__ = [
     "make_scorer",
     "register_scheduler",
     "scheduler_names",
+    "scorer_names",
 ]

@@ -51,10 +51,14 @@ def check_budget(budget: Any) -> Tensor | float | None:
         return None
     if isinstance(budget, Tensor):
         if not torch.isfinite(budget).all() or (budget < 0).any():
-            raise ValueError("budget tensor has negative or non-finite entries; pass mJ per sample >= 0")
+            raise ValueError(
+                "budget tensor has negative or non-finite entries; pass mJ per sample >= 0"
+            )
         return budget
     if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not budget >= 0:
-        raise ValueError(f"budget={budget!r} must be a non-negative energy in mJ per sample (or None)")
+        raise ValueError(
+            f"budget={budget!r} must be a non-negative energy in mJ per sample (or None)"
+        )
     return float(budget)
 
 
@@ -71,7 +75,9 @@ class _SchedulerMeta(type):
                 )
             name = args[0]
             if name not in _REGISTRY:
-                raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(scheduler_names())}")
+                raise ValueError(
+                    f"unknown scheduler {name!r}; known: {', '.join(scheduler_names())}"
+                )
             return _REGISTRY[name](*args[1:], **kw)
         return super().__call__(*args, **kw)
 
@@ -90,7 +96,9 @@ class RankScheduler(metaclass=_SchedulerMeta):
     r_min: int = 1
     r_max: int = 1
 
-    def schedule_rank(self, complexity_scores: Tensor, budget: Any = None, **kw: Any) -> Tensor | int:
+    def schedule_rank(
+        self, complexity_scores: Tensor, budget: Any = None, **kw: Any
+    ) -> Tensor | int:
         """Return ranks: a LongTensor ``(B,)`` or one int for the whole batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement schedule_rank")
 

@@ -43,7 +43,9 @@ class BudgetManager:
         estimator: PerfEstimator | None = None,
     ) -> None:
         if not isinstance(total_budget, (int, float)) or not total_budget > 0:
-            raise ValueError(f"total_budget={total_budget!r} must be a positive energy in mJ per sample")
+            raise ValueError(
+                f"total_budget={total_budget!r} must be a positive energy in mJ per sample"
+            )
         if not isinstance(window_size, int) or window_size < 1:
             raise ValueError(f"window_size={window_size!r} must be a positive int")
         if not isinstance(safety_margin, (int, float)) or not 0.0 <= safety_margin < 1.0:
@@ -70,8 +72,14 @@ class BudgetManager:
     def _layer(self, layer_id: str) -> dict[str, Any]:
         if layer_id not in self._layers:
             self._layers[layer_id] = {
-                "cost": 1.0, "priority": 1.0, "scale": 1.0, "credit": 0.0, "last_base": None,
-                "complexity": deque(maxlen=self.window_size), "usage": deque(), "last_n": 1,
+                "cost": 1.0,
+                "priority": 1.0,
+                "scale": 1.0,
+                "credit": 0.0,
+                "last_base": None,
+                "complexity": deque(maxlen=self.window_size),
+                "usage": deque(),
+                "last_n": 1,
             }
         return self._layers[layer_id]
 
@@ -113,7 +121,9 @@ class BudgetManager:
         if not float(energy_mJ) >= 0:
             raise ValueError(f"energy_mJ={energy_mJ!r} must be >= 0")
         lay = self._layer(str(layer_id))
-        base = lay["last_base"] if lay["last_base"] is not None else self.target_budget(str(layer_id))
+        base = (
+            lay["last_base"] if lay["last_base"] is not None else self.target_budget(str(layer_id))
+        )
         lay["credit"] += n_samples * (base - float(energy_mJ))
         lay["last_n"] = n_samples
         lay["usage"].append((float(energy_mJ), n_samples))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["block_ends", "blocks_to_unit_mask", "ranks_to_blocks", "soft_unit_mask", "straight_through"]
+__all__ = [
+    "block_ends",
+    "blocks_to_unit_mask",
+    "ranks_to_blocks",
+    "soft_unit_mask",
+    "straight_through",
+]
 
 
 def block_ends(rank: int, blocks: int) -> Tensor:
@@ -29,7 +35,9 @@ def ranks_to_blocks(ranks: Tensor, ends: Tensor) -> Tensor:
     return torch.where(ranks > 0, idx + 1, torch.zeros_like(idx)).clamp(max=ends.numel())
 
 
-def blocks_to_unit_mask(n_blocks: Tensor, ends: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+def blocks_to_unit_mask(
+    n_blocks: Tensor, ends: Tensor, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Unit mask ``g[i, j] = 1`` iff unit ``j`` lies in one of sample ``i``'s first ``n_blocks[i]`` blocks.
 
     Shape: ``(B,)`` -> ``(B, R)`` with ``R = ends[-1]``.

@@ -7,7 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from braingate.scheduling.base import RankScheduler, check_budget, check_rank_range, register_scheduler
+from braingate.scheduling.base import (
+    RankScheduler,
+    check_budget,
+    check_rank_range,
+    register_scheduler,
+)
 from braingate.scheduling.budget import BudgetManager
 
 __all__ = [
@@ -106,15 +111,22 @@ class EnergyAwareRankScheduler(RankScheduler):
     per-sample ``budget`` (mJ) are excluded (the cheapest stays if none fits).
     """
 
-    def __init__(self, r_min: int = 4, r_max: int = 64, alpha: float = 1.0, beta: float = 0.1) -> None:
+    def __init__(
+        self, r_min: int = 4, r_max: int = 64, alpha: float = 1.0, beta: float = 0.1
+    ) -> None:
         self.r_min, self.r_max = check_rank_range(r_min, r_max)
         if not alpha >= 0 or not beta >= 0:
             raise ValueError(f"alpha={alpha!r}, beta={beta!r} must both be >= 0")
         self.alpha, self.beta = float(alpha), float(beta)
 
-    def objective(self, c: Tensor, energy_norm: Tensor, mass: Tensor, lam: float | Tensor = 1.0) -> Tensor:
+    def objective(
+        self, c: Tensor, energy_norm: Tensor, mass: Tensor, lam: float | Tensor = 1.0
+    ) -> Tensor:
         """(B, K) cost :math:`\\lambda\\alpha \\hat E - (c + \\beta) M`."""
-        return lam * self.alpha * energy_norm[None, :] - (c[:, None].double() + self.beta) * mass[None, :]
+        return (
+            lam * self.alpha * energy_norm[None, :]
+            - (c[:, None].double() + self.beta) * mass[None, :]
+        )
 
     def _energy_norm(self, cand: Tensor, energy: Tensor | None) -> Tensor:
         if energy is None:
@@ -150,14 +162,22 @@ class BudgetRankScheduler(EnergyAwareRankScheduler):
     """
 
     def __init__(
-        self, r_min: int = 4, r_max: int = 64, target_mJ: float | None = None,
-        manager: BudgetManager | None = None, layer_id: str = "layer",
-        performance_priority: float = 1.0, alpha: float = 1.0, beta: float = 0.1,
+        self,
+        r_min: int = 4,
+        r_max: int = 64,
+        target_mJ: float | None = None,
+        manager: BudgetManager | None = None,
+        layer_id: str = "layer",
+        performance_priority: float = 1.0,
+        alpha: float = 1.0,
+        beta: float = 0.1,
     ) -> None:
         super().__init__(r_min, r_max, alpha, beta)
         if manager is None:
             if target_mJ is None:
-                raise ValueError("BudgetRankScheduler needs target_mJ=... (mJ per sample) or manager=BudgetManager(...)")
+                raise ValueError(
+                    "BudgetRankScheduler needs target_mJ=... (mJ per sample) or manager=BudgetManager(...)"
+                )
             manager = BudgetManager(total_budget=target_mJ, safety_margin=0.0)
         self.manager, self.layer_id, self.priority = manager, layer_id, performance_priority
 
@@ -168,8 +188,12 @@ class BudgetRankScheduler(EnergyAwareRankScheduler):
         c = _scores(complexity_scores)
         cand, energy, mass = _context(self, kw)
         if energy is None:
-            raise ValueError("the 'budget' scheduler needs energy=(K,) per-sample mJ per candidate; use it in a layer")
-        target = self.manager.allocate_budget(self.layer_id, float(c.mean()), kw.get("layer_dims"), self.priority)
+            raise ValueError(
+                "the 'budget' scheduler needs energy=(K,) per-sample mJ per candidate; use it in a layer"
+            )
+        target = self.manager.allocate_budget(
+            self.layer_id, float(c.mean()), kw.get("layer_dims"), self.priority
+        )
         fits = _budget_cap(cand, energy, budget, c.numel())
         fits[:, 0] |= ~fits.any(dim=1)
         e_norm = self._energy_norm(cand, energy)

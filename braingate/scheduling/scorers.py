@@ -47,7 +47,9 @@ class MLPComplexityScorer(nn.Module):
             raise ValueError(f"scorer_hidden={hidden!r} must be a positive int, e.g. 32")
         kw = {"device": device, "dtype": dtype}
         self.in_features = in_features
-        self.net = nn.Sequential(nn.Linear(in_features + 1, hidden, **kw), nn.GELU(), nn.Linear(hidden, 1, **kw))
+        self.net = nn.Sequential(
+            nn.Linear(in_features + 1, hidden, **kw), nn.GELU(), nn.Linear(hidden, 1, **kw)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = _check_2d(x, self.in_features)
@@ -107,12 +109,20 @@ class InputChangeScorer(_StatisticScorer):
 
     def forward(self, x: Tensor) -> Tensor:
         x = _check_2d(x).detach()
-        prev = self._prev if self._prev is not None and self._prev.shape == x.shape else torch.zeros_like(x)
+        prev = (
+            self._prev
+            if self._prev is not None and self._prev.shape == x.shape
+            else torch.zeros_like(x)
+        )
         self._prev = x.clone()
         return self._normalise((x - prev).norm(dim=1) / x.shape[1] ** 0.5)
 
 
-_SCORERS = {"mlp": MLPComplexityScorer, "magnitude": MagnitudeScorer, "input_change": InputChangeScorer}
+_SCORERS = {
+    "mlp": MLPComplexityScorer,
+    "magnitude": MagnitudeScorer,
+    "input_change": InputChangeScorer,
+}
 
 
 def scorer_names() -> list[str]:

@@ -9,7 +9,12 @@ from braingate.train.config import (
     TrainConfig,
 )
 from braingate.train.plots import plot_history
-from braingate.train.regularizers import activity_penalty, energy_penalty, event_rate, model_energy_penalty
+from braingate.train.regularizers import (
+    activity_penalty,
+    energy_penalty,
+    event_rate,
+    model_energy_penalty,
+)
 from braingate.train.trainer import ADLRNSTrainer, Trainer
 
 __all__ = [

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["DataConfig", "ExperimentConfig", "HardwareConfig", "ModelConfig", "SchedulerConfig", "TrainConfig"]
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "HardwareConfig",
+    "ModelConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+]
 
 
 def _num(section: str, key: str, value: Any, kind: type = float) -> Any:
@@ -13,7 +20,9 @@ def _num(section: str, key: str, value: Any, kind: type = float) -> Any:
     try:
         out = kind(float(value)) if kind is int else kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{section}.{key}={value!r} is not a number; write e.g. {key}: 0.001") from None
+        raise ValueError(
+            f"{section}.{key}={value!r} is not a number; write e.g. {key}: 0.001"
+        ) from None
     return out
 
 
@@ -51,7 +60,9 @@ class ModelConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 1")
         if self.r_min > self.r_max:
-            raise ValueError(f"model.r_min={self.r_min} > model.r_max={self.r_max}; pass r_min <= r_max")
+            raise ValueError(
+                f"model.r_min={self.r_min} > model.r_max={self.r_max}; pass r_min <= r_max"
+            )
 
 
 @dataclass
@@ -97,7 +108,9 @@ class SchedulerConfig:
         from braingate.scheduling import scheduler_names
 
         if self.type not in scheduler_names():
-            raise ValueError(f"unknown scheduler.type {self.type!r}; known: {', '.join(scheduler_names())}")
+            raise ValueError(
+                f"unknown scheduler.type {self.type!r}; known: {', '.join(scheduler_names())}"
+            )
         if self.energy_budget_mJ_per_sample is not None:
             b = _num("scheduler", "energy_budget_mJ_per_sample", self.energy_budget_mJ_per_sample)
             if b < 0:
@@ -115,7 +128,13 @@ class HardwareConfig:
 
     def profile(self) -> dict[str, Any]:
         out = dict(self.extra)
-        for key in ("energy_per_flop", "energy_per_byte", "memory_bandwidth", "peak_flops", "gpu_cores"):
+        for key in (
+            "energy_per_flop",
+            "energy_per_byte",
+            "memory_bandwidth",
+            "peak_flops",
+            "gpu_cores",
+        ):
             if key in out:
                 out[key] = _num("hardware", key, out[key])
         return out
@@ -147,7 +166,9 @@ class ExperimentConfig:
                     "hardware": HardwareConfig, "data": DataConfig}  # fmt: skip
         unknown = set(d) - set(sections)
         if unknown:
-            raise ValueError(f"unknown config sections {sorted(unknown)}; known: {sorted(sections)}")
+            raise ValueError(
+                f"unknown config sections {sorted(unknown)}; known: {sorted(sections)}"
+            )
         return cls(**{k: _build(c, k, d.get(k)) for k, c in sections.items()})
 
     @classmethod

@@ -8,7 +8,9 @@ from torch import Tensor, nn
 __all__ = ["activity_penalty", "energy_penalty", "event_rate", "model_energy_penalty"]
 
 
-def energy_penalty(rank: Tensor, layer_dims: tuple[int, int], alpha: float = 1.0, beta: float = 0.1) -> Tensor:
+def energy_penalty(
+    rank: Tensor, layer_dims: tuple[int, int], alpha: float = 1.0, beta: float = 0.1
+) -> Tensor:
     """ADLRNS complexity penalty, mean over samples.
 
     .. math::

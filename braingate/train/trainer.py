@@ -18,7 +18,17 @@ from braingate.train.regularizers import model_energy_penalty
 
 __all__ = ["ADLRNSTrainer", "Trainer"]
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "energy_mJ", "avg_rank", "penalty", "time_s")
+HISTORY_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "energy_mJ",
+    "avg_rank",
+    "penalty",
+    "time_s",
+)
 
 
 def _dynamic_layers(model: nn.Module) -> list[nn.Module]:
@@ -49,13 +59,17 @@ class Trainer:
                  save_dir: str | Path = "./checkpoints", resume: bool = False) -> None:  # fmt: skip
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.config = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+        self.config = (
+            config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
+        )
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.model = model.to(self.device)
         self.save_dir = Path(save_dir)
         tc = self.config.train
         torch.manual_seed(tc.seed)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
+        )
         self._configure_layers()
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
         self.start_epoch = 0
@@ -71,7 +85,9 @@ class Trainer:
                 kw.pop("alpha"), kw.pop("beta")
             if sc.type == "budget":
                 if sc.energy_budget_mJ_per_sample is None:
-                    raise ValueError("scheduler.type 'budget' needs scheduler.energy_budget_mJ_per_sample")
+                    raise ValueError(
+                        "scheduler.type 'budget' needs scheduler.energy_budget_mJ_per_sample"
+                    )
                 kw["target_mJ"] = sc.energy_budget_mJ_per_sample
             layer.scheduler = RankScheduler(sc.type, **kw)
             if sc.type != "budget":
@@ -92,7 +108,11 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch, self.best_val, self.history = state["epoch"] + 1, state["best_val"], state["history"]
+        self.start_epoch, self.best_val, self.history = (
+            state["epoch"] + 1,
+            state["best_val"],
+            state["history"],
+        )
 
     def _write_history(self) -> None:
         self.save_dir.mkdir(parents=True, exist_ok=True)
@@ -142,16 +162,18 @@ class Trainer:
                 b = len(y)
                 energy, rank = self._layer_stats()
                 tot["n"] += b
-                tot["loss"] += float(loss) * b
+                tot["loss"] += float(loss.detach()) * b
                 tot["correct"] += float((logits.argmax(-1) == y).sum())
-                tot["penalty"] += float(penalty) * b
+                tot["penalty"] += float(penalty.detach()) * b
                 tot["energy"] += energy * b
                 tot["rank"] += rank * b
         n = max(tot["n"], 1)
         return {"loss": tot["loss"] / n, "acc": tot["correct"] / n, "penalty": tot["penalty"] / n,
                 "energy": tot["energy"] / n, "rank": tot["rank"] / n}  # fmt: skip
 
-    def train(self, train_loader: Any, val_loader: Any = None, num_epochs: int | None = None) -> dict[str, list[float]]:
+    def train(
+        self, train_loader: Any, val_loader: Any = None, num_epochs: int | None = None
+    ) -> dict[str, list[float]]:
         """Train for ``num_epochs`` (default ``train.epochs``) from ``start_epoch``; returns the history."""
         epochs = self.config.train.epochs if num_epochs is None else num_epochs
         if not isinstance(epochs, int) or epochs < 0:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from braingate.energy import EnergyModel, PerfEstimator, energy_model, energy_model_names, report_energy
+from braingate.energy import (
+    EnergyModel,
+    PerfEstimator,
+    energy_model,
+    energy_model_names,
+    report_energy,
+)
 
 
 @pytest.mark.parametrize("name", energy_model_names())
@@ -45,7 +51,9 @@ def test_profile_overrides_and_partial_profile():
     est = PerfEstimator({"gpu_cores": 5120, "memory_bandwidth": 1e12})
     assert est.peak_flops == pytest.approx(2 * 5120 * 1.41e9)
     seed = PerfEstimator({"energy_per_flop": 1e-6})
-    assert seed.estimate((10, 10), 2)["energy_mJ"] == pytest.approx(seed.estimate((10, 10), 2)["flops"] * 1e-6)
+    assert seed.estimate((10, 10), 2)["energy_mJ"] == pytest.approx(
+        seed.estimate((10, 10), 2)["flops"] * 1e-6
+    )
 
 
 @pytest.mark.parametrize("dims", [(0, 5), (5,), "ab", (3.0, 4), None])
@@ -71,7 +79,9 @@ def test_subclass_as_in_the_guide():
 
     est = Custom({"gpu_efficiency": 0.85})
     assert est.hardware_profile["gpu_efficiency"] == 0.85
-    assert est.energy_per_sample((512, 256), [64], batch_size=32)[0] == pytest.approx(768 * 64 * 1e-6)
+    assert est.energy_per_sample((512, 256), [64], batch_size=32)[0] == pytest.approx(
+        768 * 64 * 1e-6
+    )
 
 
 def test_report_energy_from_dict():

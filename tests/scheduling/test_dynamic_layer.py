@@ -19,7 +19,9 @@ def _x(rng, b=32, n=48):
 
 
 def test_per_sample_ranks_differ_and_follow_complexity(rng):
-    layer = DynamicLowRankLayer(48, 32, r_max=32, r_min=4, num_gate_blocks=8, scorer=MagnitudeScorer())
+    layer = DynamicLowRankLayer(
+        48, 32, r_max=32, r_min=4, num_gate_blocks=8, scorer=MagnitudeScorer()
+    )
     y, ranks = layer(_x(rng))
     assert y.shape == (32, 32) and ranks.shape == (32,) and ranks.dtype == torch.long
     assert len(set(ranks.tolist())) >= 3
@@ -36,7 +38,9 @@ def test_learned_scorer_gets_gradient(rng):
 
 
 def test_output_equals_masked_dense_weight(rng):
-    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, num_gate_blocks=4, scorer=MagnitudeScorer())
+    layer = DynamicLowRankLayer(
+        20, 12, r_max=8, r_min=2, num_gate_blocks=4, scorer=MagnitudeScorer()
+    )
     x = _x(rng, 6, 20)
     with torch.no_grad():
         y, ranks = layer(x)
@@ -76,7 +80,9 @@ def test_custom_scheduler_plugs_in(rng):
 
 
 def test_event_mode_matches_dense(rng):
-    layer = DynamicLowRankLayer(24, 16, r_max=12, r_min=2, num_gate_blocks=5, scorer=MagnitudeScorer())
+    layer = DynamicLowRankLayer(
+        24, 16, r_max=12, r_min=2, num_gate_blocks=5, scorer=MagnitudeScorer()
+    )
     x = _x(rng, 4, 24)
     with torch.no_grad():
         y_dense, r1 = layer(x)
@@ -106,7 +112,13 @@ def test_loraven_presets(mode):
     y = layer(torch.randn(8, 128))
     stats = layer.get_performance_stats()
     assert y.shape == (8, 64)
-    assert {"current_rank", "energy_consumption", "budget_usage", "compression_ratio", "latency_ms"} <= set(stats)
+    assert {
+        "current_rank",
+        "energy_consumption",
+        "budget_usage",
+        "compression_ratio",
+        "latency_ms",
+    } <= set(stats)
     assert 0 < stats["budget_usage"] <= 1.0 + 1e-9
     assert stats["energy_consumption"] > 0 and stats["latency_ms"] > 0
 

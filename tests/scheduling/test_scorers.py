@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from braingate.scheduling import InputChangeScorer, MagnitudeScorer, MLPComplexityScorer, make_scorer
+from braingate.scheduling import (
+    InputChangeScorer,
+    MagnitudeScorer,
+    MLPComplexityScorer,
+    make_scorer,
+)
 
 
 def test_mlp_scorer_range_and_gradient(rng):
