@@ -72,7 +72,7 @@ def estimate(placement: Placement) -> EnergyReport:
         raise TypeError(f"placement must be a Placement, got {type(placement).__name__}")
     chip = placement.chip
     geo = Geometry(chip)
-    hg, core_of, used, local, W = _traffic(placement)
+    hg, _core_of, used, local, W = _traffic(placement)
     k = len(used)
     a, b = np.meshgrid(used, used, indexing="ij")
     Wc = W[:k]

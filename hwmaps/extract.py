@@ -54,20 +54,56 @@ def extract(model, report, name: str = "network") -> Network:
                 f"{sorted(report.layers)}); run bg.simulate(model, xs, mode='event')"
             )
         n, m, rank, nb = layer.in_features, layer.out_features, layer.rank, layer.blocks
-        ev_in = [float(e) / steps for e in rec["input_unit_events"]]
-        ev_lat = [float(e) / steps for e in rec["latent_unit_events"]]
-        if len(ev_in) != n or len(ev_lat) != rank:
-            raise ValueError(
-                f"layer {lname!r}: report has {len(ev_in)} input / {len(ev_lat)} latent unit "
-                f"counts, the model has n={n}, rank={rank}; pass the report of this model"
-            )
-        source = prev_out if prev_m == n else f"{lname}.in"
-        rb = rank // nb
-        for b in range(nb):
-            blocks.append(FactorBlock(f"{lname}.V{b}", lname, "V", rb, n, source,
-                                      f"{lname}.latent", tuple(ev_in), 0, b * rb))  # fmt: skip
-        blocks.append(FactorBlock(f"{lname}.U", lname, "U", m, rank, f"{lname}.latent",
-                                  f"{lname}.out", tuple(ev_lat)))  # fmt: skip
+        _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
         prev_out, prev_m = f"{lname}.out", m
     meta = {k: report.meta.get(k) for k in ("steps", "batch", "mode")}
     return Network(tuple(blocks), name, {}, meta)
+
+
+def from_report(report, name: str = "network") -> Network:
+    """Build the Network from a Report (or its ``to_dict()``) alone, without torch.
+
+    Layers are taken in the report's order, those with ``input_unit_events`` (event layers);
+    shapes come from the report's ``in_features``, ``out_features``, ``rank`` and ``blocks``.
+
+    Args:
+        report: a braingate Report or the dict of ``Report.to_dict()`` / a saved report file.
+        name: network name.
+    """
+    data = report if isinstance(report, dict) else {"layers": report.layers, "meta": report.meta}
+    if not isinstance(data.get("layers"), dict) or not isinstance(data.get("meta"), dict):
+        raise ValueError("report data lacks 'layers' / 'meta'; pass Report.to_dict()")
+    steps = int(data["meta"].get("steps") or 0)
+    if steps < 1:
+        raise ValueError(f"report meta steps={steps!r}; pass the report of a run with T >= 1")
+    blocks: list[FactorBlock] = []
+    prev_out, prev_m = "input", None
+    for lname, rec in data["layers"].items():
+        if "input_unit_events" not in rec:
+            continue
+        n, m = int(rec["in_features"]), int(rec["out_features"])
+        rank, nb = int(rec["rank"]), int(rec.get("blocks") or 1)
+        _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
+        prev_out, prev_m = f"{lname}.out", m
+    if not blocks:
+        raise ValueError("report has no event layer with unit counts; simulate in event mode")
+    meta = {k: data["meta"].get(k) for k in ("steps", "batch", "mode")}
+    return Network(tuple(blocks), name, {}, meta)
+
+
+def _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m) -> None:
+    """Append the V blocks and the U block of one layer (see module docstring)."""
+    ev_in = [float(e) / steps for e in rec["input_unit_events"]]
+    ev_lat = [float(e) / steps for e in rec["latent_unit_events"]]
+    if len(ev_in) != n or len(ev_lat) != rank or rank % nb:
+        raise ValueError(
+            f"layer {lname!r}: {len(ev_in)} input / {len(ev_lat)} latent unit counts for "
+            f"n={n}, rank={rank}, blocks={nb}; pass the report of this model"
+        )
+    source = prev_out if prev_m == n else f"{lname}.in"
+    rb = rank // nb
+    for b in range(nb):
+        blocks.append(FactorBlock(f"{lname}.V{b}", lname, "V", rb, n, source,
+                                  f"{lname}.latent", tuple(ev_in), 0, b * rb))  # fmt: skip
+    blocks.append(FactorBlock(f"{lname}.U", lname, "U", m, rank, f"{lname}.latent",
+                              f"{lname}.out", tuple(ev_lat)))  # fmt: skip

@@ -9,6 +9,7 @@ consecutive core ids, each destination population starts a fresh core) and ``fir
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -46,8 +47,8 @@ def make_tiles(network: Network, chip: ChipSpec, max_rows: int | None = None) ->
         n_row = math.ceil(b.rows / r_max)
         rcut = np.linspace(0, b.rows, n_row + 1).round().astype(int)
         ccut = np.linspace(0, b.cols, n_col + 1).round().astype(int)
-        for r0, r1 in zip(rcut[:-1], rcut[1:]):
-            for c0, c1 in zip(ccut[:-1], ccut[1:]):
+        for r0, r1 in itertools.pairwise(rcut):
+            for c0, c1 in itertools.pairwise(ccut):
                 tiles.append(Tile(b.name, int(r0), int(r1), int(c0), int(c1)))
     return tiles
 

@@ -46,7 +46,7 @@ PHYSICAL_FIELDS: tuple[str, ...] = (
     "time_step_s",
 )
 
-_ENERGY_TIME = tuple(f for f in PHYSICAL_FIELDS if f.startswith(("e_", "t_"))) + ("static_w",)
+_ENERGY_TIME = (*tuple(f for f in PHYSICAL_FIELDS if f.startswith(("e_", "t_"))), "static_w")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ def place_clusters(
         pos = np.arange(k)
         if fits is not None:
             pos = greedy_place(np.zeros_like(S), D, fits)
+    iters = min(iters, 500 * k)  # small problems converge long before
     pos = anneal(S, D, pos, rng, iters=iters, fits=fits)
     return cand[pos[cluster_of]]
 

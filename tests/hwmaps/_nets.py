@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from hwmaps.ir import FactorBlock, Network
@@ -10,7 +12,7 @@ from hwmaps.ir import FactorBlock, Network
 def mlp(sizes, rank, blocks, rng: np.random.Generator, rate: float = 0.3) -> Network:
     """A chain of factored layers with random events per step."""
     out, src = [], "in"
-    for k, (n, m) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for k, (n, m) in enumerate(itertools.pairwise(sizes)):
         blocks_k = max(1, min(blocks, rank, n, m))
         r = min(rank, n, m) // blocks_k * blocks_k
         rb = r // blocks_k

@@ -61,7 +61,7 @@ def test_placement_must_cover_every_synapse_once(rng):
     tiles = (Tile("0.V0", 0, 2, 0, 4), Tile("0.U", 0, 6, 0, 2))
     Placement(net, chip, tiles, (0, 1))
     with pytest.raises(ValueError, match="exactly once"):
-        Placement(net, chip, tiles[:1] + (Tile("0.U", 0, 5, 0, 2),), (0, 1))
+        Placement(net, chip, (*tiles[:1], Tile("0.U", 0, 5, 0, 2)), (0, 1))
     with pytest.raises(ValueError, match="core id 9"):
         Placement(net, chip, tiles, (0, 9))
 

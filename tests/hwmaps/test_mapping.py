@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,7 +75,7 @@ def test_invariants(sizes, rank, blocks, neurons, synapses, fan_in, method, seed
     for a, b in zip(p.cores[:5], p.cores[-5:]):
         path = xy_route(chip, a, b)
         assert len(path) == hops(chip, a, b)
-        for (p0, p1), (q0, _) in zip(path, path[1:]):
+        for (_p0, p1), (q0, _) in itertools.pairwise(path):
             assert p1 == q0  # consecutive
         for u, v in path:
             assert abs(u[0] - v[0]) + abs(u[1] - v[1]) == 1  # one mesh step
