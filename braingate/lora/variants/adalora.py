@@ -177,8 +177,11 @@ class AdaLoRA(LoRAVariant):
                 "AdaLoRA needs total_step (the number of training steps): pass "
                 "variant=AdaLoRAConfig(total_step=...)"
             )
-        if step > cfg.total_step - cfg.tfinal:
-            return  # final phase: the mask stays fixed
+        if step > cfg.total_step - cfg.tfinal:  # final phase: the mask stays fixed
+            with torch.no_grad():
+                for a in adapters:
+                    a.lora_E.masked_fill_(a.rank_mask == 0, 0.0)
+            return
         for a in adapters:
             self.update_importance(a)
         init_b = sum(a.rank for a in adapters)
