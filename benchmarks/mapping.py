@@ -13,6 +13,7 @@ time of a ~10^6-synapse network on generic(1024) (target < 10 s).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -43,7 +44,7 @@ def train_mlp(x, y, sizes, epochs, seed=0):
     """A ReLU MLP trained with Adam on (N, F) -> labels; returns (model, train accuracy)."""
     torch.manual_seed(seed)
     layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
     model = nn.Sequential(*layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
