@@ -8,9 +8,18 @@ counts every operation it did and skipped.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from braingate import train
 from braingate.convert import convert
+from braingate.energy import EnergyModel, PerfEstimator, report_energy
 from braingate.functional.cost import CostModel
-from braingate.nn import EventLinear
+from braingate.nn import LIF, EventLinear
+from braingate.nn.dynamic import DynamicLowRankLayer
+from braingate.nn.loraven import LoRAven
+from braingate.scheduling import (
+    BudgetManager,
+    EnergyAwareRankScheduler,
+    RankScheduler,
+)
 from braingate.sim import Report, calibrate, execution, reset, simulate
 from braingate.state import EventState, StepCounts
 
@@ -20,15 +29,25 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "LIF",
+    "BudgetManager",
     "CostModel",
+    "DynamicLowRankLayer",
+    "EnergyAwareRankScheduler",
+    "EnergyModel",
     "EventLinear",
     "EventState",
+    "LoRAven",
+    "PerfEstimator",
+    "RankScheduler",
     "Report",
     "StepCounts",
     "__version__",
     "calibrate",
     "convert",
     "execution",
+    "report_energy",
     "reset",
     "simulate",
+    "train",
 ]

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "count_over_np", "event_step_np"]
+__all__ = ["AVAILABLE", "count_over_np", "event_step_np", "lif_step_np"]
 
 AVAILABLE = False
 if os.environ.get("BRAINGATE_DISABLE_NUMBA", "") not in ("1", "true"):
@@ -103,3 +103,20 @@ def _count_over_py(a, b, th):
 
 
 count_over_np = njit(cache=True, nogil=True)(_count_over_py) if AVAILABLE else _count_over_py
+
+
+def _lif_step_py(x, mem, beta, thr, zero_reset, out):
+    """In-place LIF step (see :func:`braingate.functional.lif.lif_step`); spikes go to ``out``."""
+    rows, cols = x.shape
+    for r in range(rows):
+        for c in range(cols):
+            u_prev = mem[r, c]
+            fired = u_prev > thr[c]
+            u = beta[c] * u_prev + x[r, c]
+            if fired:
+                u = 0.0 if zero_reset else u - thr[c]
+            mem[r, c] = u
+            out[r, c] = 1.0 if u > thr[c] else 0.0
+
+
+lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_step_py

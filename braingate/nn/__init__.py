@@ -1,5 +1,11 @@
-"""Thin modules that own parameters and call :mod:`braingate.functional`."""
+"""Thin modules that own parameters and call :mod:`braingate.functional`.
+
+``DynamicLowRankLayer`` (``braingate.nn.dynamic``) and ``LoRAven`` (``braingate.nn.loraven``)
+compose these with schedulers and estimators, so they are imported from their modules (or from
+``braingate``), not from here: ``braingate.nn`` stays below ``scheduling`` and ``energy``.
+"""
 
 from braingate.nn.event_linear import EventLinear
+from braingate.nn.lif import LIF
 
-__all__ = ["EventLinear"]
+__all__ = ["LIF", "EventLinear"]
