@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import braingate as bg  # noqa: E402
-from _common import machine, per_call_seconds, table, write_json  # noqa: E402
+from _common import machine, per_call_seconds, table, write_json
+
+import braingate as bg
 
 THETA = 0.5
 

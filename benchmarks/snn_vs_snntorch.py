@@ -15,6 +15,7 @@ singular values decay, as trained layers' do; rank-128 error ≈ a few %).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -24,9 +25,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import braingate as bg  # noqa: E402
-from _common import machine, table, write_json  # noqa: E402
-from braingate.nn import LIF  # noqa: E402
+from _common import machine, table, write_json
+
+import braingate as bg
+from braingate.nn import LIF
 
 SIZES = (64, 1024, 1024, 10)
 
@@ -34,7 +36,7 @@ SIZES = (64, 1024, 1024, 10)
 def snntorch_net(seed: int, spectrum: str) -> nn.Sequential:
     torch.manual_seed(seed)
     layers = []
-    for n, m in zip(SIZES[:-1], SIZES[1:]):
+    for n, m in itertools.pairwise(SIZES):
         lin = nn.Linear(n, m)
         if spectrum == "decaying":
             with torch.no_grad():  # singular values decaying like 1/(1 + i/16), same Frobenius norm
@@ -67,7 +69,7 @@ def run(
     hidden = []
     hook = net[probe].register_forward_hook(lambda m, i, o: hidden.append(o))
     best = float("inf")
-    for rep in range(3):
+    for _ in range(3):
         bg.reset(net)
         hidden.clear()
         outs = []
