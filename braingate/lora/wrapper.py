@@ -21,7 +21,32 @@ from braingate.lora.kinds import Kind
 from braingate.lora.quant import Linear4bit
 from braingate.lora.variants.registry import make_strategy
 
-__all__ = ["LoRAWrapper"]
+__all__ = ["AdapterView", "LoRAWrapper"]
+
+
+class AdapterView(dict):
+    """``{adapter name: module}`` that also acts as the active adapter's module.
+
+    ``view["default"]`` is PEFT's indexing; ``view.weight`` and ``view(x)`` reach the first active
+    adapter's module, so a single-adapter layer exposes ``lora_A`` like an ``nn.Linear``.
+    """
+
+    def __init__(self, items: dict[str, Any], active: str | None):
+        super().__init__(items)
+        self._active = active
+
+    def _module(self) -> Any:
+        if self._active is None:
+            raise AttributeError("no active adapter on this layer")
+        return self[self._active]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._module(), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._module()(*args, **kwargs)
 
 
 class LoRAWrapper(nn.Module):
@@ -210,32 +235,35 @@ class LoRAWrapper(nn.Module):
                 self._set_slot_weight(slot, w)
 
     # --- PEFT-like views (adapter name -> module) ---------------------------------------
-    def _view(self, attr: str, slot: str = "weight") -> dict[str, Any]:
-        return {
+    def _view(self, attr: str, slot: str | None = None) -> AdapterView:
+        slot = slot or self.slots[0]
+        items = {
             n: getattr(s[slot], attr)
             for n, s in self.lora_adapters.items()
             if hasattr(s[slot], attr)
         }
+        active = next((n for n in self.active_adapters if n in items), None)
+        return AdapterView(items, active)
 
     @property
-    def lora_A(self) -> dict[str, nn.Module]:
-        """``{adapter name: A module}`` (PEFT's ``layer.lora_A[name]``)."""
-        return self._view("lora_A", self.slots[0])
+    def lora_A(self) -> AdapterView:
+        """A modules: ``layer.lora_A["name"]`` (PEFT) or ``layer.lora_A.weight`` (active one)."""
+        return self._view("lora_A")
 
     @property
-    def lora_B(self) -> dict[str, nn.Module]:
-        """``{adapter name: B module}``."""
-        return self._view("lora_B", self.slots[0])
+    def lora_B(self) -> AdapterView:
+        """B modules, as :attr:`lora_A`."""
+        return self._view("lora_B")
 
     @property
     def scaling(self) -> dict[str, float]:
         """``{adapter name: scaling}``."""
-        return self._view("scaling", self.slots[0])
+        return dict(self._view("scaling"))
 
     @property
     def r(self) -> dict[str, int]:
         """``{adapter name: rank}``."""
-        return self._view("rank", self.slots[0])
+        return dict(self._view("rank"))
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -81,9 +81,9 @@ def test_orthogonal_regulariser_and_its_gradient_in_step():
         ad.lora_B.weight.T @ ad.lora_B.weight - eye
     )
     ad2 = model.adapters("default")[1]
-    expected2 = torch.linalg.matrix_norm(ad2.lora_A.weight @ ad2.lora_A.weight.T - eye) + torch.linalg.matrix_norm(
-        ad2.lora_B.weight.T @ ad2.lora_B.weight - eye
-    )
+    expected2 = torch.linalg.matrix_norm(
+        ad2.lora_A.weight @ ad2.lora_A.weight.T - eye
+    ) + torch.linalg.matrix_norm(ad2.lora_B.weight.T @ ad2.lora_B.weight - eye)
     torch.testing.assert_close(reg, 0.5 * (expected + expected2) / 2)
     opt = L.LoRAOptimizer(model, lr=1e-2, optimizer_class=torch.optim.SGD)
     a0 = a.detach().clone()

@@ -81,7 +81,11 @@ def _wrap(variant: str, layer: str, init=True):
     base, inputs = _layer(layer)
     original = Holder(copy.deepcopy(base))
     cfg = L.LoRAConfig(
-        rank=2, alpha=4, target_modules=["layer"], variant=VARIANTS[variant](), init_lora_weights=init
+        rank=2,
+        alpha=4,
+        target_modules=["layer"],
+        variant=VARIANTS[variant](),
+        init_lora_weights=init,
     )
     model = L.LoRAModel(Holder(base), cfg)
     return original, model, inputs, CONDITIONS.get(variant, {})
@@ -151,7 +155,9 @@ def test_save_load_round_trip(variant, layer, tmp_path):
     model.save_adapter(tmp_path)
     loaded = L.load_adapter(copy.deepcopy(original), tmp_path)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(*inputs, **cond), model(*inputs, **cond), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            loaded(*inputs, **cond), model(*inputs, **cond), atol=1e-6, rtol=0
+        )
 
 
 @pytest.mark.parametrize(("variant", "layer"), SUPPORTED)

@@ -80,7 +80,9 @@ def test_multiple_adapters_set_adapter_and_disable():
         with model.disable_adapter():
             base = model(x)
         out_a = model(x)
-        model.add_adapter("b", L.LoRAConfig(rank=3, target_modules=["head"], init_lora_weights=False))
+        model.add_adapter(
+            "b", L.LoRAConfig(rank=3, target_modules=["head"], init_lora_weights=False)
+        )
         assert model.active_adapters == ["default"]
         torch.testing.assert_close(model(x), out_a)  # inactive adapter changes nothing
         model.set_adapter("b")

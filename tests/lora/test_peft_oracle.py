@@ -94,7 +94,9 @@ def test_peft_saved_adapter_loads_in_braingate_with_identical_outputs(peft, case
 def test_same_init_and_scaling_as_peft(peft):
     torch.manual_seed(0)
     base = Net()
-    theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc"]))
+    theirs = peft.get_peft_model(
+        copy.deepcopy(base), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc"])
+    )
     ours = L.LoRAModel(copy.deepcopy(base), L.LoRAConfig(rank=4, alpha=8, target_modules=["fc"]))
     t, o = theirs.base_model.model.fc, ours.lora_layers["fc"]
     assert o.scaling["default"] == t.scaling["default"] == 2.0
@@ -113,7 +115,14 @@ def test_merge_and_unload_matches_peft(peft):
     _perturb(theirs)
     ours = L.LoRAModel(copy.deepcopy(base), L.LoRAConfig(**case))
     ours.load_state_dict(
-        {k.replace("base_model.model.", "base_model.").replace(".lora_A.default", ".lora_adapters.default.weight.lora_A").replace(".lora_B.default", ".lora_adapters.default.weight.lora_B").replace(".lora_embedding_A.default", ".lora_adapters.default.weight.lora_A.weight").replace(".lora_embedding_B.default", ".lora_adapters.default.weight.lora_B.weight"): v for k, v in theirs.state_dict().items()},
+        {
+            k.replace("base_model.model.", "base_model.")
+            .replace(".lora_A.default", ".lora_adapters.default.weight.lora_A")
+            .replace(".lora_B.default", ".lora_adapters.default.weight.lora_B")
+            .replace(".lora_embedding_A.default", ".lora_adapters.default.weight.lora_A.weight")
+            .replace(".lora_embedding_B.default", ".lora_adapters.default.weight.lora_B.weight"): v
+            for k, v in theirs.state_dict().items()
+        },
         strict=True,
     )
     x = _inputs()
