@@ -14,10 +14,11 @@ reach higher accuracy and be more resilient. None of the methods is a learning r
 rescales gradients or resets weights, so the effect one can expect is that of a per-weight
 learning-rate jitter plus occasional re-initialisation of small weights. On this small, easy
 task the example measures the difference directly: the printed table and the PNG give the test
-accuracy of both runs per epoch (mean ± std over seeds). In our runs (see the module's final
-print) the two curves end within about one percentage point of each other, with the bio run
-not consistently ahead; the claimed gains are therefore not reproduced here. This example does
-not test resilience, larger models or other data, where the claims may differ.
+accuracy of both runs per epoch (mean ± std over seeds). Measured here (CPU, default settings):
+after 30 epochs plain 96.9 ± 0.4 % vs bio 95.4 ± 0.9 % (3 seeds), 97.1 ± 0.5 % vs 96.0 ± 0.6 %
+(5 seeds); the curves rise at the same speed. So on digits the claimed gains are not
+reproduced: the bio run is about one point lower and noisier. This example does not test
+resilience, larger models or other data, where the claims may differ.
 
 Run: ``python examples/07_bio_digits.py [--epochs 30] [--seeds 3] [--out results/07.png]``;
 ``--quick`` is a few-second smoke run used by the tests.
