@@ -9,8 +9,7 @@
   :class:`LoRALayer` and variant layers (:mod:`braingate.lora.seed` lists the deliberate
   differences from the seed documents).
 - Variants through one registry (:func:`variants`): ``lora``, ``dora``, ``adalora``, ``qlora``,
-  ``hyper``, ``conditional``, ``sparse``, ``pruning``, ``attention`` (and ``event`` when the
-  event-driven core is present).
+  ``hyper``, ``conditional``, ``sparse``, ``pruning``, ``attention``, ``event`` (delta path through EventLinear).
 - Files: :func:`save_adapter` / :func:`load_adapter` in PEFT's format (``peft`` not needed).
 - :mod:`braingate.lora.quant`: NF4 quantisation in pure torch.
 """
@@ -39,6 +38,7 @@ from braingate.lora.variants import (
     AttentionGuidedLoRAConfig,
     ConditionalLoRAConfig,
     DoRAConfig,
+    EventLoRAConfig,
     HyperLoRAConfig,
     LoRAVariant,
     PruningAwareLoRAConfig,
@@ -62,6 +62,7 @@ __all__ = [
     "ConditionalLoRALayer",
     "ConditionalLoRALinear",
     "DoRAConfig",
+    "EventLoRAConfig",
     "HyperLoRAConfig",
     "HyperLoRALayer",
     "Linear4bit",

@@ -41,6 +41,8 @@ def adapter_state_dict(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]
         for slot, adapter in wrapper.lora_adapters[adapter_name].items():
             prefix = f"{_PREFIX}{path}." + ("" if slot == "weight" else f"{slot}.")
             for key, value in adapter.state_dict().items():
+                if not isinstance(value, Tensor):  # EventLinear's extra state: in the config
+                    continue
                 if adapter.kind.name == "embedding":
                     key = _EMBED.get(key, key)
                 out[prefix + key] = value.detach().contiguous()
@@ -164,6 +166,8 @@ def _key_to_tensor(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]:
         for slot, adapter in wrapper.lora_adapters[adapter_name].items():
             prefix = f"{_PREFIX}{path}." + ("" if slot == "weight" else f"{slot}.")
             for key, value in adapter.state_dict(keep_vars=True).items():
+                if not isinstance(value, Tensor):
+                    continue
                 if adapter.kind.name == "embedding":
                     key = _EMBED.get(key, key)
                 out[prefix + key] = value

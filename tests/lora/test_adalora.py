@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +26,7 @@ def test_budget_schedule(tinit, tfinal, total):
             assert b == int(bT + (b0 - bT) * frac**3)
             assert bT <= b <= b0
     seq = [adalora_budget(t, b0, bT, tinit, tfinal, total) for t in range(total + 1)]
-    assert all(x >= y for x, y in zip(seq, seq[1:]))  # never increases
+    assert all(x >= y for x, y in itertools.pairwise(seq))  # never increases
 
 
 def _model(total_step=20, **kw):

@@ -21,6 +21,7 @@ VARIANTS = {
     "sparse": lambda: L.SparseLoRAConfig(sparsity=0.5, seed=0),
     "pruning": lambda: L.PruningAwareLoRAConfig(target_sparsity=0.5, end_step=4, every=1),
     "attention": L.AttentionGuidedLoRAConfig,
+    "event": lambda: L.EventLoRAConfig(threshold=0.0),
 }
 CONDITIONS = {
     "hyper": {"task_embedding": torch.linspace(-1, 1, 5)},
@@ -196,6 +197,7 @@ BAD_CONFIGS = [
     (lambda: L.SparseLoRAConfig(sparsity=1.0), ValueError, "sparsity=1.0"),
     (lambda: L.PruningAwareLoRAConfig(granularity="row"), ValueError, "granularity='row'"),
     (lambda: L.AttentionGuidedLoRAConfig(temperature=0), ValueError, "temperature=0"),
+    (lambda: L.EventLoRAConfig(threshold=-1), ValueError, "threshold=-1"),
 ]
 
 

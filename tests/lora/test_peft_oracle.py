@@ -34,7 +34,7 @@ def _inputs():
 def _perturb(model, seed=3):
     torch.manual_seed(seed)
     with torch.no_grad():
-        for n, p in model.named_parameters():
+        for _n, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(0.2 * torch.randn_like(p))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -36,7 +38,7 @@ def test_pruning_schedule_values():
     assert pruning_schedule(10, 0.6, 0, 10) == 0.6
     assert pruning_schedule(5, 0.6, 0, 10) == pytest.approx(0.6 * (1 - 0.5**3))
     seq = [pruning_schedule(t, 0.6, 2, 12) for t in range(15)]
-    assert all(a <= b for a, b in zip(seq, seq[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(seq))
 
 
 @pytest.mark.parametrize("granularity", ["entry", "rank"])

@@ -5,6 +5,7 @@ from braingate.lora.variants.attention import AttentionGuidedLoRA, AttentionGuid
 from braingate.lora.variants.base import LoRAVariant, PlainLoRA
 from braingate.lora.variants.conditional import ConditionalLoRA, ConditionalLoRAConfig
 from braingate.lora.variants.dora import DoRA, DoRAConfig
+from braingate.lora.variants.event import EventLoRA, EventLoRAConfig
 from braingate.lora.variants.hyper import HyperLoRA, HyperLoRAConfig
 from braingate.lora.variants.pruning import (
     PruningAwareLoRA,
@@ -29,6 +30,8 @@ __all__ = [
     "ConditionalLoRAConfig",
     "DoRA",
     "DoRAConfig",
+    "EventLoRA",
+    "EventLoRAConfig",
     "HyperLoRA",
     "HyperLoRAConfig",
     "LoRAVariant",
