@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=Path("results/07_bio_digits.png"))
     ap.add_argument("--quick", action="store_true", help="3 epochs, 1 seed (smoke test)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.epochs, args.seeds = 3, 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide MLP: threads cost more than they save
     try:
