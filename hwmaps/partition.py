@@ -81,7 +81,8 @@ class Packer:
             return False
         if self.chip.fan_in is None:
             return True
-        mask = self._fan(core) > 0
+        fan = self.fan.get(core)
+        mask = np.zeros(self.hg.n_units, dtype=bool) if fan is None else fan > 0
         for t in tiles:
             mask[hg.src_lo[t] : hg.src_hi[t]] = True
         return int(mask.sum()) <= self.chip.fan_in

@@ -9,12 +9,14 @@
 3. **Refine**: move single atoms between cores when that lowers the hypergraph energy
    Σ_nets w · Σ_{distinct sink cores c} (hop energy(src, c) + spike energy), within capacity.
 
-Steps 2-3 run on a small portfolio of clusterings — the affinity clustering of step 1, and
-graph-order packing with and without a break at each new destination population — and the
-mapping with the lowest hypergraph energy wins.
+Step 2 runs on a small portfolio of clusterings — the affinity clustering of step 1, and
+graph-order packing with and without a break at each new destination population; the placement
+with the lowest hypergraph energy is refined (step 3).
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 
@@ -42,51 +44,72 @@ def incidence(hg: Hypergraph) -> list[list[int]]:
     return inc
 
 
-def net_cost(hg: Hypergraph, i: int, core_of: np.ndarray, geo: Geometry) -> float:
-    """w · Σ_{distinct sink cores c} (hop energy(src core, c) + e_spike)."""
-    sinks = np.unique(core_of[hg.sinks(i)])
-    e = geo.chip.e_spike_j * len(sinks)
-    if hg.src[i] >= 0:
-        e += float(geo.energy(core_of[hg.src[i]], sinks).sum())
-    return hg.weight[i] * e
-
-
 def refine(hg: Hypergraph, core_of: np.ndarray, chip: ChipSpec, inc, rng, passes: int):
-    """Greedy single-atom moves to cores of net neighbours that lower the energy."""
-    geo = Geometry(chip)
+    """Greedy single-atom moves to cores of net neighbours that lower the energy.
+
+    Each net keeps a count of its sink atoms per core, so a move is priced incrementally:
+    a sink core that empties saves ``w·(E[src, core] + e_spike)``, a new one costs as much;
+    a moved source re-prices its distinct sink cores.
+    """
+    used, loc = np.unique(core_of, return_inverse=True)
+    a, b = np.meshgrid(used, used, indexing="ij")
+    E = Geometry(chip).energy(a, b).tolist()
+    spike = chip.e_spike_j
+    src, w = hg.src.tolist(), hg.weight.tolist()
+    loc = loc.tolist()
+    cnt = [Counter(loc[p] for p in hg.sinks(i).tolist()) for i in range(hg.n_nets)]
     pk = Packer(chip, hg)
-    for c in np.unique(core_of):
-        pk.add(int(c), np.flatnonzero(core_of == c))
-    core_of = pk.core_of  # shared with the packer
+    for c in range(len(used)):
+        pk.add(int(used[c]), np.flatnonzero(np.asarray(loc) == c))
+
+    def delta(t: int, h: int, c: int) -> float:
+        d = 0.0
+        for i in inc[t]:
+            wi = w[i]
+            if wi == 0.0:
+                continue
+            if src[i] == t:
+                row_c, row_h = E[c], E[h]
+                d += wi * sum(row_c[x] - row_h[x] for x in cnt[i])
+                continue
+            s = loc[src[i]] if src[i] >= 0 else -1
+            n = cnt[i]
+            if n[h] == 1:
+                d -= wi * ((E[s][h] if s >= 0 else 0.0) + spike)
+            if n.get(c, 0) == 0:
+                d += wi * ((E[s][c] if s >= 0 else 0.0) + spike)
+        return d
+
     for _ in range(passes):
         moved = 0
         for t in rng.permutation(hg.n_tiles).tolist():
-            nets = inc[t]
-            if not nets:
-                continue
-            home = int(core_of[t])
-            cands = {int(c) for i in nets for c in core_of[hg.sinks(i)]}
-            cands |= {int(core_of[hg.src[i]]) for i in nets if hg.src[i] >= 0}
-            cands.discard(home)
-            if not cands:
-                continue
-            before = sum(net_cost(hg, i, core_of, geo) for i in nets)
-            best, best_c = 0.0, None
+            h = loc[t]
+            cands = set()
+            for i in inc[t]:
+                cands.update(cnt[i])
+                if src[i] >= 0:
+                    cands.add(loc[src[i]])
+            cands.discard(h)
+            best, best_c = -1e-30, None
             for c in cands:
-                if not pk.fits(c, [t]):
-                    continue
-                core_of[t] = c
-                gain = before - sum(net_cost(hg, i, core_of, geo) for i in nets)
-                core_of[t] = home
-                if gain > best * (1 + 1e-9) + 1e-30:
-                    best, best_c = gain, c
-            if best_c is not None:
-                pk.remove([t])
-                pk.add(best_c, [t])
-                moved += 1
+                d = delta(t, h, c)
+                if d < best and pk.fits(int(used[c]), [t]):
+                    best, best_c = d, c
+            if best_c is None:
+                continue
+            for i in inc[t]:
+                if src[i] != t:
+                    cnt[i][h] -= 1
+                    if not cnt[i][h]:
+                        del cnt[i][h]
+                    cnt[i][best_c] += 1
+            loc[t] = best_c
+            pk.remove([t])
+            pk.add(int(used[best_c]), [t])
+            moved += 1
         if not moved:
             break
-    return core_of.copy()
+    return used[np.asarray(loc)]
 
 
 @register("traffic")
@@ -123,11 +146,10 @@ def traffic(network: Network, chip: ChipSpec, rng: np.random.Generator, progress
         np.fill_diagonal(W, 0)
         core_of = place_clusters(chip, hg, cluster_of, W + W.T, rng, energy=True, greedy=True,
                                  iters=ANNEAL_ITERS)  # fmt: skip
-        core_of = refine(hg, core_of, chip, inc, rng, REFINE_PASSES)
         cost = energy(hg, core_of, chip)
         if best is None or cost < best[0]:
             best = (cost, core_of)
-    return tiles, best[1]
+    return tiles, refine(hg, best[1], chip, inc, rng, REFINE_PASSES)
 
 
 def energy(hg: Hypergraph, core_of: np.ndarray, chip: ChipSpec) -> float:
