@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from braingate.lora.config import LoRAConfig
@@ -28,6 +27,14 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 _PREFIX = "base_model.model."
 _EMBED = {"lora_A.weight": "lora_embedding_A", "lora_B.weight": "lora_embedding_B"}
+
+
+def _safetensors():
+    try:
+        import safetensors.torch as st
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("adapter files need safetensors: pip install 'braingate[lora]'") from err
+    return st
 
 
 def adapter_state_dict(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]:
@@ -93,7 +100,7 @@ def save_adapter(model: LoRAModel, save_directory: str | Path, adapter_name: str
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = adapter_state_dict(model, adapter_name)
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    _safetensors().save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     config = _config_dict(model, adapter_name)
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
     return directory
@@ -141,7 +148,7 @@ def read_config(directory: str | Path) -> LoRAConfig:
 
 
 def _load_tensors(model: LoRAModel, directory: Path, adapter_name: str) -> None:
-    tensors = load_file(str(directory / WEIGHTS_NAME))
+    tensors = _safetensors().load_file(str(directory / WEIGHTS_NAME))
     expected = adapter_state_dict(model, adapter_name)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

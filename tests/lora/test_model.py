@@ -226,3 +226,25 @@ def test_seed_lora_layer_merge_round_trip():
     assert layer.merged
     layer.train()
     assert not layer.merged
+
+
+def test_import_does_not_pull_peft_or_safetensors():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, braingate.lora; "
+        "print('peft' in sys.modules, 'safetensors' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_load_adapter_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        L.load_adapter(Net(), tmp_path)
+    model = _perturbed()
+    model.save_adapter(tmp_path)
+    other = nn.Sequential(nn.Linear(6, 8))
+    with pytest.raises(ValueError, match="matched no supported layer|does not fit"):
+        L.load_adapter(other, tmp_path)
