@@ -31,8 +31,7 @@ def lowrank_linear(
         ``(..., m)``.
     """
     scale = s if gate is None else s * gate
-    y = (x @ V * scale) @ U.t()
-    return y if bias is None else y + bias
+    return torch.nn.functional.linear(x @ V * scale, U, bias)
 
 
 def masked_weight(U: Tensor, s: Tensor, V: Tensor, gate: Tensor | None = None) -> Tensor:

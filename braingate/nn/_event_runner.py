@@ -7,12 +7,13 @@ kernel when it can (no autograd needed, CPU, float32/64) and through the torch r
 steps so float rounding cannot accumulate.
 
 Auto mode predicts both paths' time with the device's :class:`~braingate.functional.cost.CostModel`
-from the last step's event counts. A dense step computes the exact output and leaves the state
-consistent with it (``x̂ = x``, ``ẑ = z = Vᵀx``), so the event path can take over at any step.
+from the last step's event counts. A dense step computes the exact output; the state it implies
+(``x̂ = x``, ``ẑ = z = Vᵀx``, ``y``) is materialised only when the event path takes over, so a run
+of dense steps costs little more than the dense path itself.
 
 The per-step Python work is kept small on purpose: at batch 1 it, not the arithmetic, is what a
-sparse step costs. Everything that only changes with the parameters, thresholds or gate lives in
-a cached :class:`_Context`, rebuilt when any of them changes.
+sparse step costs. Everything that only changes with the parameters, thresholds, gate or cost
+model lives in a cached :class:`_Context`, rebuilt when any of them changes.
 """
 
 from __future__ import annotations
@@ -35,12 +36,24 @@ class _Context(NamedTuple):
     key: tuple
     kernel_args: tuple  # gate, V, Us_t, bias, th, thz as numpy arrays (kernel order)
     gate: Tensor  # (B, R) bool
+    full_gate: bool  # every unit of every sample active
     gate_sum: np.ndarray  # (R,) active samples per unit
     active: np.ndarray  # (B,) active units per sample
-    mean_active: float  # active units per sample, batch mean
+    mean_active: float
     scale: Tensor  # s ⊙ g, (R,) or (B, R)
     U_t: Tensor  # Uᵀ view, (R, m)
-    dense_counts: np.ndarray  # counts row of a dense step, (B, 5)
+    dense_counts: np.ndarray  # counts of a dense step, (B, 5)
+    t_dense: float  # predicted seconds of a dense step
+    cost: object  # the CostModel in force when the context was built
+
+
+class _DenseMark(NamedTuple):
+    """What a dense step leaves instead of a state: enough to build one on demand."""
+
+    x: Tensor
+    x_version: int
+    z: Tensor
+    out: Tensor
 
 
 class EventRunner:
@@ -52,25 +65,41 @@ class EventRunner:
 
     def reset(self) -> None:
         self.state: EventState | None = None
+        self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
         self._views: tuple | None = None  # numpy views of the state, for the kernel
-        self._aliased = False  # the state aliases a dense step's tensors (auto mode)
         self._ctx: _Context | None = None
         self.steps = 0
         self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
-        self.last_dense = False
         self.resync_ops = 0  # summed over samples
-        self.input_unit_events = np.zeros(self.n, np.int64)  # summed over samples and steps
-        self.latent_unit_events = np.zeros(self.rank, np.int64)
+        self._in_units = np.zeros(self.n, np.int64)  # event-step events per unit, all samples
+        self._lat_units = np.zeros(self.rank, np.int64)
+        self._dense_samples = 0  # samples × dense steps taken under a full gate
+        self._lat_units_dense = np.zeros(self.rank, np.int64)  # dense steps under partial gates
         self._pred = (0.0, 0.0)  # (Σ|E|·R_act, Σ|L|·m) expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)
+
+    @property
+    def last_dense(self) -> bool:
+        return self._mark is not None
+
+    @property
+    def input_unit_events(self) -> np.ndarray:
+        """Events per input coordinate, summed over samples and steps (dense steps send all)."""
+        return self._in_units + self._dense_samples
+
+    @property
+    def latent_unit_events(self) -> np.ndarray:
+        """Events per rank unit, summed over samples and steps."""
+        return self._lat_units + self._lat_units_dense + self._dense_samples
 
     # -- cached context -----------------------------------------------------------------------
     def context(self, layer, gate: Tensor, B: int) -> _Context:
         P = layer._parameters
         U, s, V, b = P["U"], P["s"], P["V"], P["bias"]
+        cost = current_cost_model(U.device.type)
         key = (U._version, s._version, V._version, -1 if b is None else b._version,
                layer._epoch, B, _threshold_key(layer, "threshold", P),
-               _threshold_key(layer, "latent_threshold", P))  # fmt: skip
+               _threshold_key(layer, "latent_threshold", P), id(cost))  # fmt: skip
         ctx = self._ctx
         if ctx is not None and ctx.key == key:
             return ctx
@@ -90,41 +119,42 @@ class EventRunner:
             scale = (s * gate).detach()
         mean_active = float(active.sum()) / B
         self._ctx = _Context(
-            key, args, g, g_np.sum(0), active, mean_active, scale, U.t(), dense_counts
-        )
+            key, args, g, bool(g_np.all()), g_np.sum(0).astype(np.int64), active, mean_active,
+            scale, U.detach().t(), dense_counts, cost.dense_time(B, self.n, self.m, mean_active),
+            cost,
+        )  # fmt: skip
         return self._ctx
 
     # -- one step -------------------------------------------------------------------------------
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]
-        state = self.state
-        if state is not None and state.x_hat.shape[0] != B:
+        known = self.state.x_hat if self.state is not None else (self._mark and self._mark.x)
+        if known is not None and known is not False and known.shape[0] != B:
             raise ValueError(
-                f"batch size changed from {state.x_hat.shape[0]} to {B} mid-stream; "
+                f"batch size changed from {known.shape[0]} to {B} mid-stream; "
                 "call layer.reset() (or bg.reset(model)) before a new stream"
             )
         ctx = self.context(layer, gate, B)
-        if state is None:
-            self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], x.dtype, x.device)
-            self._views = None
-            dense = auto  # nothing to compare with yet: every nonzero input is an event
-        else:
-            dense = auto and self._prefer_dense(layer, B, ctx)
-        if dense:
+        if auto and (known is None or known is False or self._prefer_dense(B, ctx)):
             out = self._dense_step(layer, x, ctx)
         else:
-            out = self._event_step(layer, x, ctx)
-            if auto:
-                c = self.last_counts
-                self._pred = (float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * self.m)
+            if self._mark is not None and not self._materialise(layer, x, ctx):
+                out = self._dense_step(layer, x, ctx)  # the caller overwrote the last input
+            else:
+                if self.state is None:
+                    self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], x.dtype,
+                                                  x.device)  # fmt: skip
+                    self._views = None
+                out = self._event_step(layer, x, ctx)
+                if auto:
+                    c = self.last_counts
+                    self._pred = (float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * self.m)
         self.steps += 1
-        if layer.resync_every and self.steps % layer.resync_every == 0:
+        if layer.resync_every and self.steps % layer.resync_every == 0 and self.state is not None:
             self._resync(layer)
         return out
 
     def _event_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
-        self._own_state(layer)
-        self.last_dense = False
         if (
             _kernels.AVAILABLE
             and x.device.type == "cpu"
@@ -141,8 +171,8 @@ class EventRunner:
         )  # fmt: skip
         self._views = None
         self.last_counts = torch.stack(list(c), dim=1).cpu().numpy().astype(np.int64)
-        self.input_unit_events += in_ev.sum(0).cpu().numpy()
-        self.latent_unit_events += lat_ev.sum(0).cpu().numpy()
+        self._in_units += in_ev.sum(0).cpu().numpy()
+        self._lat_units += lat_ev.sum(0).cpu().numpy()
         return y if layer.bias is None else y + layer.bias
 
     def _kernel_step(self, x: Tensor, ctx: _Context) -> Tensor:
@@ -155,70 +185,70 @@ class EventRunner:
         counts = np.empty((B, 5), np.int64)
         g, V, Us_t, bias, th, thz = ctx.kernel_args
         _kernels.event_step_np(
-            xn, *views, g, V, Us_t, bias, th, thz, out, counts,
-            self.input_unit_events, self.latent_unit_events,
+            xn, *views, g, V, Us_t, bias, th, thz, out, counts, self._in_units, self._lat_units,
         )  # fmt: skip
         self.last_counts = counts
         return torch.from_numpy(out)
 
     def _resync(self, layer) -> None:
-        self._own_state(layer)
         U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()
         self.state = resync(self.state, U, s, V)
         self._views = None
         self.resync_ops += int(self.state.gate.sum()) * (self.n + self.m)
 
     # -- auto mode ------------------------------------------------------------------------------
-    def _prefer_dense(self, layer, B: int, ctx: _Context) -> bool:
-        cost = current_cost_model(ctx.gate.device.type)
+    def _prefer_dense(self, B: int, ctx: _Context) -> bool:
         input_ops, latent_ops = self._pred  # last step's events (or would-be events if dense)
-        t_event = cost.event_time(B, self.n, input_ops, latent_ops)
-        return t_event > cost.dense_time(B, self.n, self.m, ctx.mean_active)
+        return ctx.cost.event_time(B, self.n, input_ops, latent_ops) > ctx.t_dense
 
     def _dense_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
-        """Exact low-rank step; the new state is ``x̂ = x, ẑ = z = Vᵀx`` (``y`` made lazily)."""
+        """Exact low-rank step; leaves a :class:`_DenseMark` instead of updating the state."""
         P = layer._parameters
         z = x @ P["V"]
         zs = z * ctx.scale
         b = P["bias"]
         out = zs @ ctx.U_t if b is None else torch.addmm(b, zs, ctx.U_t)
-        if self.last_dense:
-            self._dense_run += 1
-        else:
-            self._dense_run = 0
-        if self._dense_run % 4 == 0:
-            # would-be events against the last state: what the event path would have sent
+        prev = self._mark
+        self._dense_run = self._dense_run + 1 if prev is not None else 0
+        if self._dense_run % 4 == 0 and (prev is not None or self.state is not None):
+            # would-be events against the last step: what the event path would have sent
             # (refreshed every 4th dense step: a stale estimate delays a switch by <= 3 steps)
             _, _, _, _, th, thz = ctx.kernel_args
-            ie = _count_over(x, self.state.x_hat, th)
-            le = _count_over(z, self.state.z_hat, thz) * ctx.mean_active / self.rank
-            self._pred = (ie * ctx.mean_active, le * self.m)
-        B = x.shape[0]
-        # x is cloned: a caller may refill its input buffer in place before the next step
-        self.state = EventState(x.detach().clone(), z, z, out, ctx.gate)
-        self._aliased, self._views, self.last_dense = True, None, True
-        self.input_unit_events += B  # a dense step sends every input and active rank unit
-        self.latent_unit_events += ctx.gate_sum
+            px, pz = (prev.x, prev.z) if prev is not None else (self.state.x_hat, self.state.z_hat)
+            if prev is None or prev.x._version == prev.x_version:
+                ie = _count_over(x, px, th)
+                le = _count_over(z, pz, thz) * ctx.mean_active / self.rank
+                self._pred = (ie * ctx.mean_active, le * self.m)
+        self._mark = _DenseMark(x, x._version, z, out)
+        self.state, self._views = None, None
+        if ctx.full_gate:
+            self._dense_samples += x.shape[0]
+        else:
+            self._lat_units_dense += ctx.gate_sum
+            self._in_units += x.shape[0]
         self.last_counts = ctx.dense_counts
         return out
 
-    def _own_state(self, layer) -> None:
-        """Give the state its own memory after dense steps (``y`` was stored with the bias)."""
-        if self._aliased:
-            s = self.state
-            b = layer._parameters["bias"]
-            y = s.y.detach() - b.detach() if b is not None else s.y.detach().clone()
-            self.state = EventState(
-                s.x_hat, s.z.detach().clone(), s.z.detach().clone(), y, s.gate.clone()
-            )
-            self._aliased, self._views = False, None
+    def _materialise(self, layer, x: Tensor, ctx: _Context) -> bool:
+        """Build the state a dense step implies; False if its input was overwritten in place."""
+        mark, self._mark = self._mark, None
+        if mark.x._version != mark.x_version:
+            return False
+        b = layer._parameters["bias"]
+        with torch.no_grad():
+            y = mark.out - b if b is not None else mark.out.clone()
+            z = mark.z.detach().clone()
+            self.state = EventState(mark.x.detach().clone(), z, z.clone(), y.detach(),
+                                    ctx.gate.clone())  # fmt: skip
+        self._views = None
+        return True
 
 
 def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> float:
     if a.device.type == "cpu" and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
         if a.requires_grad or b.requires_grad:
             a, b = a.detach(), b.detach()
-        return float(_kernels.count_over_np(a.numpy(), b.numpy(), th))
+        return float(_kernels.count_over_np(a.contiguous().numpy(), b.contiguous().numpy(), th))
     return float(((a - b).abs() > torch.as_tensor(th, device=a.device)).sum())
 
 
