@@ -96,7 +96,10 @@ class EventLinear(nn.Module):
         self.U = nn.Parameter(torch.empty(m, rank, **kw))
         self.s = nn.Parameter(torch.empty(rank, **kw))
         self.V = nn.Parameter(torch.empty(n, rank, **kw))
-        self.bias = nn.Parameter(torch.empty(m, **kw)) if bias else None
+        if bias:
+            self.bias = nn.Parameter(torch.empty(m, **kw))
+        else:
+            self.register_parameter("bias", None)
         self.resync_every = resync_every
         self._threshold = check.threshold("threshold", threshold, n)
         self._latent_threshold = check.threshold("latent_threshold", latent_threshold, rank)

@@ -205,3 +205,14 @@ def test_batch_change_without_reset_is_an_error_and_keeps_state():
     with pytest.raises(ValueError, match="batch size changed"):
         layer(torch.randn(3, 8))
     assert layer._runner.state is before
+
+
+@pytest.mark.parametrize("mode", ["event", "auto"])
+def test_layer_without_bias_runs_in_every_mode(mode):
+    layer = bg.EventLinear(12, 6, 3, bias=False)
+    x = torch.randn(2, 12)
+    ref = layer(x)
+    layer.execution = mode
+    with torch.no_grad():
+        assert torch.allclose(layer(x), ref, atol=1e-5)
+        assert torch.allclose(layer(x + 1), dense_out(layer, x + 1), atol=1e-5)
