@@ -23,6 +23,18 @@ from braingate.scheduling import (
 from braingate.sim import Report, calibrate, execution, reset, simulate
 from braingate.state import EventState, StepCounts
 
+_LAZY_SUBMODULES = ("bio", "integrations", "lora")
+
+
+def __getattr__(name: str):
+    """``bg.lora``, ``bg.bio``, ``bg.integrations``: imported on first use (lean ``import``)."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"braingate.{name}")
+    raise AttributeError(f"module 'braingate' has no attribute {name!r}")
+
+
 try:
     __version__ = version("braingate")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
