@@ -2,9 +2,10 @@
 
 Each EventLinear has two knobs, the input threshold θ and the latent threshold θ_z, each a
 multiplier on a base value (the layer's current threshold, per unit if it was learned, or else a
-scale measured on the calibration stream). The search is a *best-first greedy*: every round it tries
-raising each knob by a factor and keeps the one feasible move that saves the most synops, then
-refines with smaller factors. The classic alternative (DeltaCNN, REFERENCES §A) raises knobs one
+scale measured on the calibration stream). The search first scales all knobs together (doubling,
+then bisection), then runs a *best-first greedy*: every round it tries raising each knob by a
+factor and keeps the one feasible move that saves the most synops, then refines with smaller
+factors. The classic alternative (DeltaCNN, REFERENCES §A) raises knobs one
 layer at a time from the front; it is kept as ``strategy="front_to_back"`` for comparison. Both
 evaluate candidates with :func:`braingate.simulate` in event mode on the calibration stream.
 """
@@ -168,6 +169,8 @@ def calibrate_thresholds(
             mult = {k: f / 2 if f > 1e-3 else 0.0 for k, f in mult.items()}
             cost, _, out = evaluate(mult)
         order = list(mult) if strategy == "greedy" else None
+        if strategy == "greedy":  # first all knobs together: a good start in a few evaluations
+            cost, mult = _joint_scale(evaluate, score, exact, floor, mult, cost, state, max_evals)
         for factor in (2.0, 1.41, 1.19):
             if strategy == "greedy":
                 cost, mult = _best_first(evaluate, score, exact, floor, mult, cost, factor,
@@ -179,6 +182,33 @@ def calibrate_thresholds(
         cost, _, out = evaluate(mult)
     chosen = {n: {k: _plain(getattr(m, k)) for k in _KNOBS} for n, m in layers.items()}
     return CalibrationResult(chosen, score(out, exact), ref_score, cost, dense_syn, state["evals"])
+
+
+def _joint_scale(evaluate, score, exact, floor, mult, cost, state, max_evals):
+    """Scale every knob by one common factor ``c``: double while feasible, then bisect (log)."""
+    start = {k: f if f > 0 else 1.0 for k, f in mult.items()}
+    lo, hi, best = 0.0, None, (cost, mult)
+    c = 0.25
+    while state["evals"] < max_evals and (hi is None or hi / max(lo, 1e-12) > 1.3):
+        trial = {k: f * c for k, f in start.items()}
+        syn, _, out = evaluate(trial)
+        if score(out, exact) >= floor:
+            lo = c
+            if syn < best[0]:
+                best = (syn, trial)
+        else:
+            hi = c
+        if hi is None:
+            c *= 4.0
+            if c > 1e4 or best[0] == 0:  # thresholds far above any change: nothing left to save
+                break
+        elif lo == 0.0:
+            c = hi / 4.0
+            if c < 1e-3:
+                break
+        else:
+            c = (lo * hi) ** 0.5
+    return best
 
 
 def _best_first(evaluate, score, exact, floor, mult, cost, factor, keys, state, max_evals):

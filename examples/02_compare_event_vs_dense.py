@@ -33,7 +33,7 @@ SETUPS = {  # hidden width, ranks per layer, readout, epochs, batch
     "BasicMotions": P.Setup(256, {"0": 6, "2": 16, "4": 4}, "mean", 60, 30, 40, lam=1.0),
     "digits": P.Setup(256, {"0": 32, "2": 16, "4": 10}, "last", 200, 12, 256, lam=1.0),
 }
-QUICK = {"hidden": 32, "dense_epochs": 3, "event_epochs": 1}
+QUICK = {"hidden": 32, "dense_epochs": 3, "event_epochs": 1, "calib_evals": 12}
 
 
 def load(name: str, quick: bool) -> _data.Streams:

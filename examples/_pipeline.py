@@ -34,6 +34,7 @@ class Setup:
     lr: float = 1e-3
     threshold_lr: float = 0.1
     tolerance: float = 0.0  # calibration: allowed drop of training accuracy
+    calib_evals: int = 60  # calibration budget (event-mode simulations)
 
 
 def mlp(features: int, hidden: int, classes: int) -> nn.Sequential:
@@ -87,8 +88,8 @@ def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-        history.append({"ce": float(ce), "train_ratio": tape.ratio()})
-        bar.set_postfix(ce=f"{float(ce):.3f}", ratio=f"{tape.ratio():.1f}x")
+        history.append({"ce": float(ce.detach()), "train_ratio": tape.ratio()})
+        bar.set_postfix(ce=f"{float(ce.detach()):.3f}", ratio=f"{tape.ratio():.1f}x")
     for layer in layers:
         layer.freeze_thresholds()
     return history
@@ -131,6 +132,6 @@ def convert_and_calibrate(dense: nn.Module, xs: Tensor, ys: Tensor, setup: Setup
     """SVD conversion, then thresholds by calibration alone (the no-training baseline)."""
     net = bg.convert(copy.deepcopy(dense), rank=setup.ranks)
     cal = calibrate_thresholds(
-        net, xs, ys, tolerance=setup.tolerance, readout=setup.readout, max_evals=60
+        net, xs, ys, tolerance=setup.tolerance, readout=setup.readout, max_evals=setup.calib_evals
     )
     return net, cal
