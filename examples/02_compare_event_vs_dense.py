@@ -30,7 +30,9 @@ import _report
 import braingate as bg
 
 SETUPS = {  # hidden width, ranks per layer, readout, epochs, batch
-    "BasicMotions": P.Setup(256, {"0": 6, "2": 16, "4": 4}, "mean", 60, 30, 40, lam=1.0),
+    "BasicMotions": P.Setup(
+        256, {"0": 6, "2": 16, "4": 4}, "mean", 60, 30, 40, lam=1.0, start_scale=0.5
+    ),
     "digits": P.Setup(256, {"0": 32, "2": 16, "4": 10}, "last", 200, 12, 256, lam=1.0),
 }
 QUICK = {"hidden": 32, "dense_epochs": 3, "event_epochs": 1, "calib_evals": 12}

@@ -35,6 +35,7 @@ class Setup:
     threshold_lr: float = 0.1
     tolerance: float = 0.0  # calibration: allowed drop of training accuracy
     calib_evals: int = 60  # calibration budget (event-mode simulations)
+    start_scale: float = 1.0  # fine-tuning starts from the calibrated thresholds times this
 
 
 def mlp(features: int, hidden: int, classes: int) -> nn.Sequential:
@@ -72,6 +73,8 @@ def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: 
     """
     layers = [m for m in net.modules() if isinstance(m, bg.EventLinear)]
     for layer in layers:
+        layer.threshold = layer.threshold * setup.start_scale
+        layer.latent_threshold = layer.latent_threshold * setup.start_scale
         layer.learn_thresholds(per_unit=True)
     named = list(net.named_parameters())
     opt = torch.optim.Adam([
