@@ -26,10 +26,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from _data import aeon_stream, digits, row_frames  # noqa: E402
+from _data import aeon_stream, digits, row_frames
 
-import braingate as bg  # noqa: E402
-import hwmaps  # noqa: E402
+import braingate as bg
+import hwmaps
 
 CHIPS = {"loihi": {}, "truenorth": {}, "generic": {"cores": 1024}}
 
