@@ -82,12 +82,15 @@ def plots(doc: dict, out: Path) -> list[Path]:
     paths.append(_save(fig, out / "events_per_layer.png"))
     fig, axes = plt.subplots(1, len(res), figsize=(5 * len(res), 4), squeeze=False)
     for ax, (name, r) in zip(axes[0], res.items()):
-        bars = {}
+        bars, static = {}, []
         for chip, v in r["energy"]["chips_J"].items():
             if "error" not in v:
-                bars[f"{chip} event"] = v["event"]["breakdown_j"]
-                bars[f"{chip} dense-LR"] = v["dense low-rank"]["breakdown_j"]
+                dyn = lambda b: {k: x for k, x in b.items() if k != "static"}  # noqa: E731
+                bars[f"{chip} dense-LR"] = dyn(v["dense low-rank"]["breakdown_j"])
+                bars[f"{chip} event"] = dyn(v["event"]["breakdown_j"])
+                static.append(f"{chip} {v['event']['breakdown_j'].get('static', 0):.2g}")
         for dev, v in r["energy"]["devices_mJ"].items():
+            bars[f"{dev} dense"] = {"dense MACs": v["dense full-rank"] * 1e-3}
             bars[f"{dev} event"] = {k.removesuffix("_mJ"): x * 1e-3
                                     for k, x in v["event breakdown"].items()}  # fmt: skip
         bottom = [0.0] * len(bars)
@@ -97,7 +100,8 @@ def plots(doc: dict, out: Path) -> list[Path]:
             ax.bar(list(bars), vals, bottom=bottom, label=k)
             bottom = [a + b for a, b in zip(bottom, vals)]
         ax.set_yscale("log" if any(bottom) else "linear")
-        ax.set(title=f"{name}: energy per sample (J)", ylabel="J")
+        ax.set(title=f"{name}: dynamic energy per sample (J)", ylabel="J",
+               xlabel="static J not shown: " + ", ".join(static))  # fmt: skip
         ax.tick_params(axis="x", rotation=45, labelsize=7)
         ax.legend(fontsize=7)
     paths.append(_save(fig, out / "energy_breakdown.png"))
