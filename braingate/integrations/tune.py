@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,8 @@ class CompressionEvaluator:
         energy_model: preset of :func:`braingate.energy.report_energy`.
 
     Returns (``__call__``):
-        ``{"accuracy", "synops", "dense_synops", "energy_mJ", "dense_mJ"}`` per sample.
+        ``{"accuracy", "synops", "active_rank", "dense_synops", "energy_mJ", "dense_mJ"}``
+        (counts and energy per sample; ``active_rank`` summed over layers).
     """
 
     model: nn.Module
@@ -96,14 +99,17 @@ class CompressionEvaluator:
         logits = self.readout(ys) if self.readout is not None else ys.mean(0)
         acc = float((logits.argmax(-1) == self.labels).double().mean())
         energy = report_energy(rep, self.energy_model)
-        return {"accuracy": acc, "synops": rep.total["synops"],
+        active = sum(float(la.active_rank.double().mean()) for la in m.modules()
+                     if hasattr(la, "active_rank"))  # fmt: skip
+        return {"accuracy": acc, "synops": rep.total["synops"], "active_rank": active,
                 "dense_synops": rep.total["dense_synops"], "energy_mJ": energy["total_mJ"],
                 "dense_mJ": energy["dense_mJ"]}  # fmt: skip
 
 
-def _ray_trials(evaluate: Callable, configs: list[dict], out_dir: Path, num_cpus: int) -> list:
+def _ray_trials(evaluate: Callable, configs: list[dict], num_cpus: int) -> list:
     ray = require("ray", "tune")
     tune = require("ray.tune", "tune")
+    logs = tempfile.mkdtemp(prefix="braingate_tune_")  # Ray's per-trial logs: not results
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
@@ -120,7 +126,7 @@ def _ray_trials(evaluate: Callable, configs: list[dict], out_dir: Path, num_cpus
             tune.with_parameters(trainable, evaluate=evaluate, configs=configs),
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=num_cpus, reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=str(out_dir.resolve() / "ray"), verbose=0),
+            run_config=tune.RunConfig(storage_path=str(Path(logs).resolve()), verbose=0),
         )
         grid_result = tuner.fit()
         out = []
@@ -131,6 +137,7 @@ def _ray_trials(evaluate: Callable, configs: list[dict], out_dir: Path, num_cpus
             out.append((i, {k: configs[i][k] for k in keys}, dict(r.metrics)))
         return [(c, m) for _, c, m in sorted(out, key=lambda t: t[0])]
     finally:
+        shutil.rmtree(logs, ignore_errors=True)
         if started:
             ray.shutdown()
 
@@ -152,7 +159,8 @@ def sweep(
         evaluate: ``config -> {metric: value}`` containing ``x`` and ``y`` (e.g. a
             :class:`CompressionEvaluator`); must be picklable for the Ray backend.
         space: ``{name: [values]}``; the grid of all combinations is run.
-        out_dir: where ``pareto.json``, ``pareto.png`` and Ray's logs go.
+        out_dir: where ``pareto.json`` and ``pareto.png`` go (Ray's logs go to a temporary
+            folder that is removed afterwards).
         backend: ``"ray"`` (Ray Tune on a local Ray instance) or ``"serial"`` (no Ray).
         x, y: the metrics of the front (minimise ``x``, maximise ``y``).
         num_cpus: CPUs of the local Ray instance (concurrent trials).
@@ -167,10 +175,10 @@ def sweep(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if backend == "ray":
-        pairs = _ray_trials(evaluate, configs, out_dir, num_cpus)
+        pairs = _ray_trials(evaluate, configs, num_cpus)
     else:
         pairs = [(c, evaluate(c)) for c in configs]
-    keep = (x, y, "synops", "dense_synops", "dense_mJ")
+    keep = (x, y, "synops", "active_rank", "dense_synops", "dense_mJ")
     trials = [{**c, **{k: float(v) for k, v in m.items() if k in keep or k in (x, y)}}
               for c, m in pairs]  # fmt: skip
     result = {"backend": backend, "x": x, "y": y, "trials": trials,

@@ -1,0 +1,74 @@
+"""Accuracy–energy Pareto front of a sweep over rank budget, gate blocks and thresholds.
+
+BasicMotions (aeon, 6 channels x 100 steps): train a dense per-step MLP once, then for every
+``(rank, blocks, threshold)`` of the grid convert it to EventLinear layers, run it in event mode
+over the test streams and record accuracy, synops and estimated energy (Loihi per-op costs,
+REFERENCES §C, via ``braingate.energy.report_energy``). Trials run as Ray Tune trials on a local
+Ray instance (``pip install 'braingate[tune]'``), or serially with ``--serial``. Writes
+``pareto.json`` (every trial + the front) and ``pareto.png``.
+
+    python examples/09_tune_sweep.py [--quick] [--serial] [--out results/tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _data
+
+from braingate.integrations.tune import CompressionEvaluator, sweep
+
+
+def train_dense(s: _data.Streams, epochs: int) -> nn.Sequential:
+    """Per-step MLP trained on the time-averaged logits (full batch, Adam)."""
+    model = nn.Sequential(nn.Linear(s.features, 32), nn.ReLU(), nn.Linear(32, s.classes))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(s.x_train).mean(0), s.y_train).backward()
+        opt.step()
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description="Pareto sweep over rank, blocks and thresholds")
+    ap.add_argument("--quick", action="store_true", help="8 trials on 8 test streams")
+    ap.add_argument("--serial", action="store_true", help="run trials without Ray")
+    ap.add_argument("--out", default="results/tune")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+    s = _data.aeon_stream("BasicMotions")
+    x, y = (s.x_test[:, :8], s.y_test[:8]) if args.quick else (s.x_test, s.y_test)
+    model = train_dense(s, 40 if args.quick else 150)
+    # rank budget per layer, 2 gate blocks of which 1 or 2 stay on, input threshold (θ_z = θ/2)
+    space = {"rank": [2, 4], "blocks": [2], "active_blocks": [1, 2], "threshold": [0.1, 0.4]}
+    if not args.quick:
+        space = {"rank": [2, 4, 6], "blocks": [2], "active_blocks": [1, 2],
+                 "threshold": [0.0, 0.1, 0.3, 0.6]}  # fmt: skip
+    evaluate = CompressionEvaluator(model, x, y, energy_model="loihi")
+    res = sweep(evaluate, space, args.out, backend="serial" if args.serial else "ray")
+
+    print(
+        f"{len(res['trials'])} trials ({res['backend']}), BasicMotions test streams: {x.shape[1]}"
+    )
+    head = f"{'rank':>5}{'on':>4}{'R_act':>6}{'thresh':>7}{'acc':>6}{'synops':>10}{'energy mJ':>12}  front"
+    print(head + "\n" + "-" * len(head))
+    front = {id(t) for t in res["pareto"]}
+    for t in sorted(res["trials"], key=lambda t: t["energy_mJ"]):
+        print(f"{t['rank']:>5}{t['active_blocks']:>4}{t['active_rank']:>6.0f}{t['threshold']:>7.2f}"
+              f"{t['accuracy']:>6.2f}"
+              f"{t['synops']:>10,.0f}{t['energy_mJ']:>12.3e}  {'*' if id(t) in front else ''}")  # fmt: skip
+    print(f"wrote {Path(args.out) / 'pareto.json'} and pareto.png")
+    return res
+
+
+if __name__ == "__main__":
+    main()
