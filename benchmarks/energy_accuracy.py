@@ -47,7 +47,7 @@ from braingate.energy import PerfEstimator
 from braingate.functional.lowrank import svd_factorize
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.nn.event_linear import EventLinear
-from braingate.scheduling import BudgetRankScheduler, RankScheduler
+from braingate.scheduling import BudgetRankScheduler, FixedRankScheduler, RankScheduler
 
 HIDDEN = 128
 LR_ADAPT = 3e-3
@@ -230,10 +230,16 @@ def build_adaptive(dense: Net, data: dict, cfg: dict, seed: int) -> tuple[Net, P
     return net, scorer
 
 
-def eval_budget(net: Net, scorer: ProbeScorer, data: dict, layer_target: float) -> dict:
-    """Test accuracy, ranks and per-sample energy under the ``budget`` scheduler."""
+def eval_budget(net: Net, scorer: ProbeScorer, data: dict, layer_target: float | None,
+                rank: int | None = None) -> dict:  # fmt: skip
+    """Test accuracy, ranks and per-sample energy under the ``budget`` scheduler (or, with
+    ``rank``, the ``fixed`` one: the same nested model without per-sample allocation)."""
     layer = net.body
-    layer.scheduler = BudgetRankScheduler(layer.r_min, layer.r_max, target_mJ=layer_target)
+    layer.scheduler = (
+        BudgetRankScheduler(layer.r_min, layer.r_max, target_mJ=layer_target)
+        if rank is None
+        else FixedRankScheduler(layer.r_min, layer.r_max, rank)
+    )
     xte, yte = data["x"][1], data["y"][1]
     with torch.no_grad():
         logits = net(xte)
@@ -249,7 +255,8 @@ def run_dataset(data: dict, cfg: dict, seeds: list[int]) -> dict:
     n, C = data["x"][0].shape[1], data["classes"]
     ranks, budgets = cfg["ranks"], cfg["budget_ranks"]
     head, scorer_e = head_mJ(C), None
-    res = {"dense": [], "static": {r: [] for r in ranks}, "adaptive": {r: [] for r in budgets}}
+    res = {"dense": [], "static": {r: [] for r in ranks}, "adaptive": {r: [] for r in budgets},
+           "nested_fixed": {r: [] for r in budgets}}  # fmt: skip
     for seed in seeds:
         torch.manual_seed(seed)
         dense = Net(nn.Linear(n, HIDDEN), nn.Linear(HIDDEN, C))
@@ -265,6 +272,7 @@ def run_dataset(data: dict, cfg: dict, seeds: list[int]) -> dict:
         for r in budgets:
             target = body_mJ(n, r) - scorer_e  # total energy matched to static rank r
             res["adaptive"][r].append(eval_budget(net, scorer, data, target))
+            res["nested_fixed"][r].append(eval_budget(net, scorer, data, None, rank=r)["acc"])
     rows = [{"method": "dense", "rank": n, "energy_mJ": body_mJ(n, None) + head,
              "acc": float(np.mean(res["dense"])), "acc_std": float(np.std(res["dense"]))}]  # fmt: skip
     for r in ranks:
@@ -280,7 +288,8 @@ def run_dataset(data: dict, cfg: dict, seeds: list[int]) -> dict:
                "acc": float(np.mean([p["acc"] for p in pts])),
                "acc_std": float(np.std([p["acc"] for p in pts])),
                "rank_std_within_batch": float(np.mean([p["rank_std"] for p in pts])),
-               "matched_static_rank": r}  # fmt: skip
+               "matched_static_rank": r,
+               "nested_fixed_acc": float(np.mean(res["nested_fixed"][r]))}  # fmt: skip
         s = static[r]
         row["dominates"] = bool(row["energy_mJ"] <= s["energy_mJ"] * (1 + 1e-9)
                                 and row["acc"] >= s["acc"])  # fmt: skip
@@ -307,6 +316,10 @@ def plot(results: list[dict], path: Path) -> None:
             e = [r["energy_mJ"] * 1e6 for r in rows]  # nJ
             ax.errorbar(e, [r["acc"] for r in rows], yerr=[r["acc_std"] for r in rows],
                         fmt=style, label=method, capsize=2, ms=5)  # fmt: skip
+        ad = [r for r in res["rows"] if r["method"] == "adaptive"]
+        st = {r["rank"]: r["energy_mJ"] * 1e6 for r in res["rows"] if r["method"] == "static"}
+        ax.plot([st[r["matched_static_rank"]] for r in ad], [r["nested_fixed_acc"] for r in ad],
+                ":", color="gray", label="adaptive model, one rank for all")  # fmt: skip
         ax.set(title=f"{res['dataset']} ({res['dominated_points']}/{res['budget_points']} "
                "budget points dominate)", xlabel="energy per sample (nJ, H100 FP32 estimate)",
                ylabel="test accuracy")  # fmt: skip
@@ -352,11 +365,14 @@ def main(argv: list[str] | None = None) -> dict:
     for res in results:
         print(f"\n{res['dataset']}: {res['dominated_points']}/{res['budget_points']} adaptive "
               f"budget points dominate static low rank (train {res['train']}, test {res['test']})")  # fmt: skip
-        rows = [
-            {**r, "nJ": r["energy_mJ"] * 1e6, "dom": r.get("dominates", "")} for r in res["rows"]
-        ]
-        print(table(rows, ["method", "rank", "nJ", "acc", "acc_std", "dom"],
-                    {"rank": "{:.1f}", "nJ": "{:.1f}", "acc": "{:.4f}", "acc_std": "{:.4f}"}))  # fmt: skip
+        rows = [{**r, "nJ": r["energy_mJ"] * 1e6, "dom": r.get("dominates", ""),
+                 "fixed": r.get("nested_fixed_acc", "")} for r in res["rows"]]  # fmt: skip
+        print(table(rows, ["method", "rank", "nJ", "acc", "acc_std", "dom", "fixed"],
+                    {"rank": "{:.1f}", "nJ": "{:.1f}", "acc": "{:.4f}", "acc_std": "{:.4f}",
+                     "fixed": "{:.4}"}))  # fmt: skip
+    print(
+        "\nfixed: the adaptive model with the matched static rank for every sample (no allocation)"
+    )
     print(f"\nwall {payload['wall_s']:.1f} s; JSON {out}; plot {png}")
     return payload
 
