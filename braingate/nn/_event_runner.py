@@ -170,25 +170,47 @@ class EventRunner:
             layer.threshold, layer.latent_threshold,
         )  # fmt: skip
         self._views = None
-        self.last_counts = torch.stack(list(c), dim=1).cpu().numpy().astype(np.int64)
-        self._in_units += in_ev.sum(0).cpu().numpy()
-        self._lat_units += lat_ev.sum(0).cpu().numpy()
+        self.last_counts = torch.stack(list(c), dim=1).detach().cpu().numpy().astype(np.int64)
+        self._in_units += in_ev.detach().sum(0).cpu().numpy().astype(np.int64)
+        self._lat_units += lat_ev.detach().sum(0).cpu().numpy().astype(np.int64)
         return y if layer.bias is None else y + layer.bias
 
     def _kernel_step(self, x: Tensor, ctx: _Context) -> Tensor:
+        xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
+        return torch.from_numpy(self._kernel_np(xn, ctx))
+
+    def _kernel_np(self, xn: np.ndarray, ctx: _Context) -> np.ndarray:
         views = self._views
         if views is None:
             views = self._views = tuple(t.numpy() for t in self.state)
-        B = x.shape[0]
-        xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
-        out = np.empty((B, self.m), xn.dtype)
-        counts = np.empty((B, 5), np.int64)
+        out = np.empty((xn.shape[0], self.m), xn.dtype)
+        counts = np.empty((xn.shape[0], 5), np.int64)
         g, V, Us_t, bias, th, thz = ctx.kernel_args
         _kernels.event_step_np(
             xn, *views, g, V, Us_t, bias, th, thz, out, counts, self._in_units, self._lat_units,
         )  # fmt: skip
         self.last_counts = counts
-        return torch.from_numpy(out)
+        return out
+
+    def step_np(self, layer, xn: np.ndarray) -> np.ndarray:
+        """Event step on a C-contiguous numpy ``(B, n)`` of the layer's dtype (CPU, compiled).
+
+        The fused network path (:mod:`braingate.sim.fused`) calls this to skip module dispatch;
+        the state and counters are the ones :meth:`step` uses, so both paths can alternate.
+        """
+        B = xn.shape[0]
+        if self._mark is not None or (self.state is not None and self.state.x_hat.shape[0] != B):
+            return self.step(layer, torch.from_numpy(xn), layer.gate_units(), False).numpy()
+        ctx = self.context(layer, layer.gate_units(), B)
+        if self.state is None:
+            U = layer._parameters["U"]
+            self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], U.dtype, U.device)
+            self._views = None
+        out = self._kernel_np(xn, ctx)
+        self.steps += 1
+        if layer.resync_every and self.steps % layer.resync_every == 0:
+            self._resync(layer)
+        return out
 
     def _resync(self, layer) -> None:
         U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()

@@ -72,13 +72,19 @@ class LIF(nn.Module):
             and not (torch.is_grad_enabled() and x.requires_grad)
         )  # fmt: skip
         if fast:
-            out = np.empty(tuple(x.shape), np.float32)
-            _kernels.lif_step_np(x.contiguous().numpy(), self.mem.numpy(), self.beta.numpy(),
-                                 self.threshold.numpy(), self.reset_mode == "zero", out)  # fmt: skip
-            return torch.from_numpy(out)
+            return torch.from_numpy(self.step_np(x.contiguous().numpy()))
         spk, self.mem = lif_step(x, self.mem, self.beta.to(x.dtype), self.threshold.to(x.dtype),
                                  self.reset_mode)  # fmt: skip
         return spk
+
+    def step_np(self, xn: np.ndarray) -> np.ndarray:
+        """Compiled step on a C-contiguous float32 numpy ``(B, n)``; returns the spikes."""
+        if self.mem is None or tuple(self.mem.shape) != xn.shape:
+            self.mem = torch.zeros(xn.shape, dtype=torch.float32)
+        out = np.empty(xn.shape, np.float32)
+        _kernels.lif_step_np(xn, self.mem.numpy(), self.beta.numpy(), self.threshold.numpy(),
+                             self.reset_mode == "zero", out)  # fmt: skip
+        return out
 
     def extra_repr(self) -> str:
         return f"size={self.size}, reset={self.reset_mode!r}"

@@ -2,7 +2,17 @@
 
 from braingate.sim.calibrate import calibrate
 from braingate.sim.control import execution, reset
+from braingate.sim.fused import EventChain, compile_events
 from braingate.sim.report import COUNTERS, Report
 from braingate.sim.simulate import simulate
 
-__all__ = ["COUNTERS", "Report", "calibrate", "execution", "reset", "simulate"]
+__all__ = [
+    "COUNTERS",
+    "EventChain",
+    "Report",
+    "calibrate",
+    "compile_events",
+    "execution",
+    "reset",
+    "simulate",
+]

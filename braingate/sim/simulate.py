@@ -9,13 +9,19 @@ from torch import Tensor, nn
 from braingate.nn._validate import execution_mode
 from braingate.nn.event_linear import EventLinear
 from braingate.sim.control import execution, reset
+from braingate.sim.fused import EventChain, why_not_fusable
 from braingate.sim.report import COUNTERS, Report
 
 __all__ = ["simulate"]
 
 
 def simulate(
-    model: nn.Module, xs: Tensor, mode: str = "event", *, reset_state: bool = True
+    model: nn.Module,
+    xs: Tensor,
+    mode: str = "event",
+    *,
+    reset_state: bool = True,
+    fuse: bool = True,
 ) -> tuple[Tensor, Report]:
     """Run ``model`` over the stream ``xs`` and count operations per layer, per step.
 
@@ -30,6 +36,8 @@ def simulate(
         xs: stream ``(T, B, ...)``, time first.
         mode: ``"event"`` | ``"auto"`` | ``"dense"``.
         reset_state: reset the model's state before the run (``bg.reset``).
+        fuse: in event mode, step an ``nn.Sequential`` of EventLinear / ReLU / LIF layers
+            through :class:`~braingate.sim.fused.EventChain` (same results, less overhead).
 
     Returns:
         ``(ys, report)`` with ``ys`` of shape ``(T, B, ...)`` and a :class:`Report`.
@@ -52,9 +60,12 @@ def simulate(
             ys = model(xs)
             rec.dense_steps(T)
         else:
+            step = model
+            if mode == "event" and fuse and not why_not_fusable(model):
+                step = EventChain(model)  # same computation, one call per step
             outs = []
             for t in range(T):
-                outs.append(model(xs[t]))
+                outs.append(step(xs[t]))
                 rec.step(t, dense=mode == "dense")
             ys = torch.stack(outs)
     return ys, rec.report(mode)

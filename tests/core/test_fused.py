@@ -1,0 +1,60 @@
+"""EventChain: one call per step for a Sequential of event layers, identical to module stepping."""
+
+import pytest
+import torch
+from torch import nn
+
+import braingate as bg
+from braingate.nn import LIF
+from braingate.sim import EventChain, compile_events
+
+
+def make(with_lif: bool) -> nn.Sequential:
+    torch.manual_seed(0)
+    act = LIF(16, beta=0.8, threshold=0.5) if with_lif else nn.ReLU()
+    net = nn.Sequential(bg.EventLinear(10, 16, 8, blocks=2, threshold=0.1, latent_threshold=0.05),
+                        act, bg.EventLinear(16, 4, 4, threshold=0.05))  # fmt: skip
+    bg.execution(net, "event")
+    return net
+
+
+@pytest.mark.parametrize("with_lif", [False, True])
+def test_chain_equals_module_stepping_and_counts(with_lif):
+    xs = torch.randn(30, 3, 10).cumsum(0) * 0.3
+    net = make(with_lif)
+    net[0].set_active_blocks(torch.tensor([[True, False], [True, True], [False, True]]))
+    chain = compile_events(net)
+    with torch.no_grad():
+        bg.reset(net)
+        ref, ref_counts = [], []
+        for x in xs:
+            ref.append(net(x))
+            ref_counts.append(net[2]._runner.last_counts.copy())
+        bg.reset(net)
+        for t, x in enumerate(xs):
+            assert torch.equal(chain(x), ref[t])
+            assert (net[2]._runner.last_counts == ref_counts[t]).all()
+    y_fused, rep_f = bg.simulate(net, xs)
+    y_plain, rep_p = bg.simulate(net, xs, fuse=False)
+    assert torch.equal(y_fused, y_plain) and rep_f == rep_p
+
+
+def test_chain_refuses_what_it_cannot_run():
+    net = make(False)
+    net[2].execution = "auto"
+    with pytest.raises(TypeError, match=r"layer 2 has execution='auto', not 'event'"):
+        EventChain(net)
+    bad = nn.Sequential(bg.EventLinear(4, 6, 2), nn.Tanh())
+    bg.execution(bad, "event")
+    with pytest.raises(TypeError, match=r"module 1 \(Tanh\) is not an EventLinear"):
+        EventChain(bad)
+    mismatch = nn.Sequential(bg.EventLinear(4, 6, 2), nn.ReLU(), bg.EventLinear(5, 2, 2))
+    bg.execution(mismatch, "event")
+    with pytest.raises(TypeError, match=r"layer 2 takes 5 features but receives 6"):
+        EventChain(mismatch)
+
+
+def test_chain_passes_bad_input_to_the_module_path_for_its_error():
+    chain = EventChain(make(False))
+    with pytest.raises(ValueError, match=r"in_features=10"):
+        chain(torch.randn(2, 7))
