@@ -9,6 +9,7 @@ counts every operation it did and skipped.
 from importlib.metadata import PackageNotFoundError, version
 
 from braingate import train
+from braingate.calibration import CalibrationResult, calibrate_thresholds
 from braingate.convert import convert
 from braingate.energy import EnergyModel, PerfEstimator, report_energy
 from braingate.functional.cost import CostModel
@@ -43,6 +44,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "LIF",
     "BudgetManager",
+    "CalibrationResult",
     "CostModel",
     "DynamicLowRankLayer",
     "EnergyAwareRankScheduler",
@@ -56,6 +58,7 @@ __all__ = [
     "StepCounts",
     "__version__",
     "calibrate",
+    "calibrate_thresholds",
     "convert",
     "execution",
     "report_energy",

@@ -8,6 +8,7 @@ from braingate.train.config import (
     SchedulerConfig,
     TrainConfig,
 )
+from braingate.train.events_in_loop import EventTape, events_in_loop, rollout
 from braingate.train.plots import plot_history
 from braingate.train.regularizers import (
     activity_penalty,
@@ -20,6 +21,7 @@ from braingate.train.trainer import ADLRNSTrainer, Trainer
 __all__ = [
     "ADLRNSTrainer",
     "DataConfig",
+    "EventTape",
     "ExperimentConfig",
     "HardwareConfig",
     "ModelConfig",
@@ -29,6 +31,8 @@ __all__ = [
     "activity_penalty",
     "energy_penalty",
     "event_rate",
+    "events_in_loop",
     "model_energy_penalty",
     "plot_history",
+    "rollout",
 ]
