@@ -7,6 +7,11 @@ import pytest
 import torch
 
 
+# One intra-op thread: the suite's tensors are small, and on a shared 2-core machine a second
+# thread mostly adds contention (a tiny nn.Linear was measured 200x slower with 2 threads there).
+torch.set_num_threads(1)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A NumPy generator with a fixed seed; also seeds torch for the test."""
