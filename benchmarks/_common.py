@@ -22,6 +22,24 @@ def per_call_seconds(fn, reps: int, repeats: int = 3) -> float:
     return best
 
 
+def interleaved_seconds(fns: dict, reps: int, rounds: int = 5) -> dict:
+    """Per-call seconds of each ``fn(i)``, timed in alternating rounds; the best round counts.
+
+    Alternating the methods inside each round means a burst of load from other processes hits
+    all of them alike, so the ratios within one run stay meaningful on a shared machine.
+    """
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        fn(0)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for i in range(reps):
+                fn(i)
+            best[name] = min(best[name], (time.perf_counter() - t0) / reps)
+    return best
+
+
 def machine() -> dict:
     return {
         "python": platform.python_version(),

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 import braingate as bg
 from braingate.calibration import calibrate_thresholds
+from braingate.sim.fused import why_not_fusable
 from braingate.train.events_in_loop import rollout
 
 
@@ -120,13 +121,15 @@ def dense_stepper(net: nn.Module):
 
 
 def event_stepper(net: nn.Module):
+    """One step of the event network: the fused chain (one call for all layers) when it applies."""
     bg.execution(net, "event")
+    run = bg.sim.compile_events(net) if not why_not_fusable(net) else net
 
     def step(x):
         if x is None:
             bg.reset(net)
             return None
-        return net(x)
+        return run(x)
 
     return step
 

@@ -12,29 +12,24 @@ class CostModel:
     r"""Linear time models of the two paths of a gated low-rank layer, in seconds.
 
     .. math::
-        t_{event} = a_0 + a_1·Bn + a_2·Σ|E|R_{act} + a_3·Σ|L|m,\qquad
+        t_{event} = a_0 + a_1·Bn + a_2·\mathrm{synops},\qquad
         t_{dense} = d_0 + d_1·B(n+m)R_{act}
 
     Fitted by :func:`braingate.calibrate` on the current device; auto mode takes the event path
-    when its prediction (from the previous step's event counts) is below the dense one.
+    when its prediction (from the previous step's synops) is below the dense one. One
+    coefficient serves both halves of the step: each is a loop over contiguous factor rows.
     """
 
     event_fixed: float
     event_per_scan: float
-    event_per_input_op: float
-    event_per_latent_op: float
+    event_per_synop: float
     dense_fixed: float
     dense_per_op: float
     device: str = "uncalibrated"
 
-    def event_time(self, batch: int, n: int, input_ops: float, latent_ops: float) -> float:
-        """Predicted seconds of one event step (``input_ops = Σ|E|·R_act``, ``latent_ops = Σ|L|·m``)."""
-        return (
-            self.event_fixed
-            + self.event_per_scan * batch * n
-            + self.event_per_input_op * input_ops
-            + self.event_per_latent_op * latent_ops
-        )
+    def event_time(self, batch: int, n: int, synops: float) -> float:
+        """Predicted seconds of one event step doing ``synops = Σ(|E|·R_act + |L|·m)``."""
+        return self.event_fixed + self.event_per_scan * batch * n + self.event_per_synop * synops
 
     def dense_time(self, batch: int, n: int, m: int, active_rank: int) -> float:
         """Predicted seconds of one dense low-rank step."""
@@ -46,7 +41,7 @@ class CostModel:
 
 #: Used until :func:`braingate.calibrate` runs. Assumption (not a measurement of this device):
 #: a sparse scalar op costs ~4× a BLAS op per element, and both paths share one fixed overhead.
-DEFAULT_COST_MODEL = CostModel(5e-6, 1e-9, 4e-10, 4e-10, 5e-6, 1e-10)
+DEFAULT_COST_MODEL = CostModel(5e-6, 1e-9, 4e-10, 5e-6, 1e-10)
 
 _CURRENT: dict[str, CostModel] = {}
 

@@ -75,7 +75,7 @@ class EventRunner:
         self._lat_units = np.zeros(self.rank, np.int64)
         self._dense_samples = 0  # samples × dense steps taken under a full gate
         self._lat_units_dense = np.zeros(self.rank, np.int64)  # dense steps under partial gates
-        self._pred = (0.0, 0.0)  # (Σ|E|·R_act, Σ|L|·m) expected at the next step (auto mode)
+        self._pred = 0.0  # synops expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)
 
     @property
@@ -146,9 +146,9 @@ class EventRunner:
                                                   x.device)  # fmt: skip
                     self._views = None
                 out = self._event_step(layer, x, ctx)
-                if auto:
+                if auto:  # plain Python at batch 1: numpy's per-call cost exceeds the sum's
                     c = self.last_counts
-                    self._pred = (float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * self.m)
+                    self._pred = int(c[0, 2]) if B == 1 else float(c[:, 2].sum())
         self.steps += 1
         if layer.resync_every and self.steps % layer.resync_every == 0 and self.state is not None:
             self._resync(layer)
@@ -220,8 +220,8 @@ class EventRunner:
 
     # -- auto mode ------------------------------------------------------------------------------
     def _prefer_dense(self, B: int, ctx: _Context) -> bool:
-        input_ops, latent_ops = self._pred  # last step's events (or would-be events if dense)
-        return ctx.cost.event_time(B, self.n, input_ops, latent_ops) > ctx.t_dense
+        # last step's synops (or the would-be synops of the last dense step)
+        return ctx.cost.event_time(B, self.n, self._pred) > ctx.t_dense
 
     def _dense_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
         """Exact low-rank step; leaves a :class:`_DenseMark` instead of updating the state."""
@@ -240,7 +240,7 @@ class EventRunner:
             if prev is None or prev.x._version == prev.x_version:
                 ie = _count_over(x, px, th)
                 le = _count_over(z, pz, thz) * ctx.mean_active / self.rank
-                self._pred = (ie * ctx.mean_active, le * self.m)
+                self._pred = ie * ctx.mean_active + le * self.m
         self._mark = _DenseMark(x, x._version, z, out)
         self.state, self._views = None, None
         if ctx.full_gate:

@@ -41,7 +41,7 @@ def calibrate(device: torch.device | str | None = None, *, force: bool = False) 
     if not force:
         model = _MEMO.get(key)
         if model is None and path.exists():
-            try:
+            try:  # a cache from another version of the model's fields is measured again
                 model = CostModel(**json.loads(path.read_text()))
             except (ValueError, TypeError):
                 model = None
@@ -101,9 +101,7 @@ def _measure(dev: torch.device) -> CostModel:
 
                 ev_t.append(_time(ev, 10, sync))
                 c = layer._runner.last_counts
-                ev_rows.append(
-                    [1.0, B * n, float((c[:, 0] * c[:, 4]).sum()), float(c[:, 1].sum()) * n]
-                )
+                ev_rows.append([1.0, B * n, float(c[:, 2].sum())])
     a = _nonneg_lstsq(np.array(ev_rows), np.array(ev_t))
     d = _nonneg_lstsq(np.array(de_rows), np.array(de_t))
     return CostModel(*a, *d, device=str(dev))
