@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "count_over_np", "event_step_np", "lif_step_np"]
+__all__ = ["AVAILABLE", "chain_step_np", "count_over_np", "event_step_np", "lif_step_np"]
 
 AVAILABLE = False
 if os.environ.get("BRAINGATE_DISABLE_NUMBA", "") not in ("1", "true"):
@@ -120,3 +120,52 @@ def _lif_step_py(x, mem, beta, thr, zero_reset, out):
 
 
 lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_step_py
+
+
+def _chain_step_py(x, layers, acts):
+    """One time step through a chain of event layers, each followed by an activation code.
+
+    ``layers[k]`` = ``(x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, counts,
+    in_units, lat_units, mem, beta, lif_threshold)`` (see :func:`_event_step_py`; the last three
+    are a LIF's membrane, decay and threshold, dummies otherwise); ``acts[k]``: 0 none, 1 ReLU,
+    2 LIF reset by subtraction, 3 LIF reset to zero. Returns the last layer's output.
+    """
+    h = x
+    for k in range(len(layers)):
+        (
+            x_hat,
+            z,
+            z_hat,
+            y,
+            gstate,
+            gate,
+            V,
+            Us_t,
+            bias,
+            th,
+            thz,
+            counts,
+            inu,
+            latu,
+            mem,
+            beta,
+            lth,
+        ) = layers[k]
+        out = np.empty((h.shape[0], Us_t.shape[1]), h.dtype)
+        event_step_np(h, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, out, counts,
+                      inu, latu)  # fmt: skip
+        a = acts[k]
+        if a == 1:
+            for r in range(out.shape[0]):
+                for c in range(out.shape[1]):
+                    if out[r, c] < 0:
+                        out[r, c] = 0
+        elif a >= 2:
+            spikes = np.empty_like(out)
+            lif_step_np(out, mem, beta, lth, a == 3, spikes)
+            out = spikes
+        h = out
+    return h
+
+
+chain_step_np = njit(cache=True, nogil=True)(_chain_step_py) if AVAILABLE else _chain_step_py

@@ -1,11 +1,13 @@
 """One call per time step for a whole chain of event layers: no module dispatch in between.
 
 At batch 1 the arithmetic of a sparse step is a few microseconds per layer; PyTorch's module call,
-argument checks and tensor wrapping cost more than that. :class:`EventChain` walks an
-``nn.Sequential`` of :class:`~braingate.nn.EventLinear` layers (event mode) and elementwise
-activations with numpy arrays, calling each layer's compiled step directly. It uses the layers'
-own state and counters, so it computes exactly what ``model(x)`` computes step by step, and
-:func:`braingate.simulate` uses it automatically when it applies.
+argument checks and tensor wrapping cost more than that. :class:`EventChain` runs an
+``nn.Sequential`` of :class:`~braingate.nn.EventLinear` layers (event mode), each followed by at
+most one activation (ReLU, :class:`~braingate.nn.LIF`, Identity), as **one** compiled call per
+step (:func:`braingate.functional._kernels.chain_step_np`). It works on the layers' own state and
+counters, so it computes exactly what ``model(x)`` computes step by step, and it checks at every
+call that no parameter, threshold, gate or state changed behind its back (if one did, it
+re-reads them). :func:`braingate.simulate` uses it automatically when it applies.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ from torch import Tensor, nn
 from braingate.functional import _kernels
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
+from braingate.state import EventState
 
-__all__ = ["EventChain", "compile_events"]
+__all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
-_ELEMENTWISE = (nn.ReLU, nn.Identity, nn.Dropout)
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+_PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
 
 
 class EventChain:
-    """Compiled event-mode stepping of ``nn.Sequential(EventLinear | ReLU | LIF | Identity ...)``.
+    """Compiled event-mode stepping of ``nn.Sequential(EventLinear, act, EventLinear, act, ...)``.
 
     Args:
-        model: the sequential network; every EventLinear must be in ``"event"`` execution, on
-            CPU, float32 or float64 (the chain checks at each call and says what is wrong).
+        model: the network (or a single EventLinear). Every EventLinear must be in ``"event"``
+            execution, on CPU, float32 or float64 (float32 when LIF neurons are present); each
+            may be followed by one ReLU or LIF (Identity / eval-mode Dropout are skipped).
 
-    Shape: ``(B, n) -> (B, m)`` per call; call :func:`braingate.reset` between streams.
+    Shape: ``(B, n) -> (B, m)`` per call; :func:`braingate.reset` between streams.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -38,41 +43,105 @@ class EventChain:
         if reason:
             raise TypeError(f"cannot fuse this model: {reason}")
         self.model = model
-        self.modules = list(model) if isinstance(model, nn.Sequential) else [model]
-        first = self.modules[0]
-        self.in_features = first.in_features if isinstance(first, EventLinear) else first.size
-        self.dtype = next(m.U.dtype for m in self.modules if isinstance(m, EventLinear))
+        mods = [m for m in _modules(model) if not isinstance(m, _PASS)]
+        self.plan: list[tuple[EventLinear, nn.Module | None]] = []
+        for m in mods:
+            if isinstance(m, EventLinear):
+                self.plan.append((m, None))
+            else:
+                self.plan[-1] = (self.plan[-1][0], m)
+        self.in_features = self.plan[0][0].in_features
+        self.dtype = self.plan[0][0].U.dtype
+        self._packed: tuple | None = None
+        self._watch: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
             return self.model(x)  # nothing has run yet: the module path raises the precise error
-        h = (x.detach() if x.requires_grad else x).contiguous().numpy()
-        for mod in self.modules:
-            if isinstance(mod, EventLinear):
-                h = mod._runner.step_np(mod, h)
-            elif isinstance(mod, LIF):
-                h = mod.step_np(np.ascontiguousarray(h, np.float32))
-            elif isinstance(mod, nn.ReLU):
-                h = np.maximum(h, 0)
-        return torch.from_numpy(h)
+        if self._packed is None or x.shape[0] != self._batch or not self._still_valid():
+            if not self._pack(x.shape[0]):
+                return self.model(x)  # e.g. a batch change mid-stream: the module path says so
+        xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
+        out = _kernels.chain_step_np(xn, self._packed, self._acts)
+        for layer, _ in self.plan:
+            r = layer._runner
+            r.steps += 1
+            if layer.resync_every and r.steps % layer.resync_every == 0:
+                r._resync(layer)
+                self._packed = None  # the state tensors were replaced
+        return torch.from_numpy(out)
+
+    # -- packing the kernel's arguments ---------------------------------------------------------
+    def _pack(self, B: int) -> bool:
+        layers, acts, watch, epochs, versions = [], [], [], [], []
+        dummy_mem = np.zeros((1, 1), np.float32)
+        dummy_vec = np.zeros(1, np.float32)
+        for layer, act in self.plan:
+            r = layer._runner
+            if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
+                return False
+            ctx = r.context(layer, layer.gate_units(), B)
+            if r.state is None:
+                U = layer._parameters["U"]
+                r.state = EventState.zeros(B, r.n, r.m, ctx.gate[:1], U.dtype, U.device)
+            r._views = tuple(t.numpy() for t in r.state)
+            counts = np.zeros((B, 5), np.int64)
+            r.last_counts = counts
+            mem, beta, lth, code = dummy_mem, dummy_vec, dummy_vec, 0
+            if isinstance(act, nn.ReLU):
+                code = 1
+            elif isinstance(act, LIF):
+                if act.mem is None or tuple(act.mem.shape) != (B, act.size):
+                    act.mem = torch.zeros(B, act.size)
+                mem, beta, lth = act.mem.numpy(), act.beta.numpy(), act.threshold.numpy()
+                code = 3 if act.reset_mode == "zero" else 2
+                watch.append((act.__dict__, "mem", id(act.mem)))
+            g, V, Us_t, bias, th, thz = ctx.kernel_args
+            layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
+                           r._lat_units, mem, beta, lth))  # fmt: skip
+            acts.append(code)
+            watch.append((r.__dict__, "state", id(r.state)))
+            watch.append((r.__dict__, "_in_units", id(r._in_units)))
+            params = layer._parameters
+            watch.append((params, None, tuple(map(id, params.values()))))
+            epochs.append((layer.__dict__, layer._epoch))
+            versions += [(p, p._version) for p in params.values() if p is not None]
+        self._packed, self._acts, self._batch = tuple(layers), np.array(acts, np.int64), B
+        self._watch, self._epochs, self._versions = watch, epochs, versions
+        return True
+
+    def _still_valid(self) -> bool:
+        """Nothing the packed arguments depend on changed (parameters, thresholds, gates, state)."""
+        for d, key, expected in self._watch:
+            now = tuple(map(id, d.values())) if key is None else id(d.get(key))
+            if now != expected:
+                return False
+        if any(d["_epoch"] != e for d, e in self._epochs):
+            return False
+        return all(p._version == v for p, v in self._versions)
 
 
-_NP = {torch.float32: np.float32, torch.float64: np.float64}
+def _modules(model: nn.Module) -> list[nn.Module]:
+    return list(model) if isinstance(model, nn.Sequential) else [model]
 
 
 def why_not_fusable(model: nn.Module) -> str:
     """Empty string if :class:`EventChain` can run ``model``, else the reason."""
     if not _kernels.AVAILABLE:
         return "the compiled kernels (numba) are not available"
-    mods = list(model) if isinstance(model, nn.Sequential) else [model]
+    mods = _modules(model)
     layers = [m for m in mods if isinstance(m, EventLinear)]
     if not layers:
         return "it has no EventLinear layer"
     dtypes = {m.U.dtype for m in layers}
     if len(dtypes) > 1 or (dtypes != {torch.float32} and any(isinstance(m, LIF) for m in mods)):
         return f"mixed dtypes {sorted(map(str, dtypes))} (LIF needs float32 layers)"
-    width = None  # features flowing between modules; checked so the kernels never overrun
+    width, after_act = None, True  # features flowing between modules (the kernels never overrun)
     for i, m in enumerate(mods):
+        if isinstance(m, _PASS):
+            if isinstance(m, nn.Dropout) and m.training:
+                return f"module {i} is a Dropout in training mode"
+            continue
         if isinstance(m, EventLinear):
             if m.execution != "event":
                 return f"layer {i} has execution={m.execution!r}, not 'event'"
@@ -80,12 +149,14 @@ def why_not_fusable(model: nn.Module) -> str:
                 return f"layer {i} is {m.U.dtype} on {m.U.device}; needs float32/64 on CPU"
             if width is not None and width != m.in_features:
                 return f"layer {i} takes {m.in_features} features but receives {width}"
-            width = m.out_features
-        elif isinstance(m, LIF):
-            if width is not None and width != m.size:
+            width, after_act = m.out_features, False
+        elif isinstance(m, (nn.ReLU, LIF)):
+            if after_act:
+                return f"module {i} ({type(m).__name__}) does not directly follow an EventLinear"
+            if isinstance(m, LIF) and m.size != width:
                 return f"LIF {i} has size {m.size} but receives {width} features"
-            width = m.size
-        elif not isinstance(m, _ELEMENTWISE) or (isinstance(m, nn.Dropout) and m.training):
+            after_act = True
+        else:
             return f"module {i} ({type(m).__name__}) is not an EventLinear, LIF, ReLU or Identity"
     return ""
 

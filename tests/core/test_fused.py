@@ -58,3 +58,22 @@ def test_chain_passes_bad_input_to_the_module_path_for_its_error():
     chain = EventChain(make(False))
     with pytest.raises(ValueError, match=r"in_features=10"):
         chain(torch.randn(2, 7))
+
+
+def test_chain_sees_parameter_threshold_gate_and_reset_changes():
+    """Changes made between steps reach the fused chain exactly as they reach module stepping."""
+    xs = torch.randn(12, 2, 10).cumsum(0) * 0.3
+    fused, plain = make(True), make(True)
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(12):
+            for m in (fused, plain):
+                if t == 3:
+                    m[0].threshold = 0.3
+                if t == 5:
+                    m[2].U.mul_(0.5)
+                if t == 7:
+                    m[0].set_active_blocks(1)
+                if t == 9:
+                    bg.reset(m)
+            assert torch.equal(chain(xs[t]), plain(xs[t])), t
