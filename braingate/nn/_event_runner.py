@@ -71,10 +71,14 @@ class EventRunner:
         self.steps = 0
         self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
         self.resync_ops = 0  # summed over samples
-        self._in_units = np.zeros(self.n, np.int64)  # event-step events per unit, all samples
-        self._lat_units = np.zeros(self.rank, np.int64)
+        if hasattr(self, "_in_units"):  # zeroed in place: compiled chains hold these arrays
+            for arr in (self._in_units, self._lat_units, self._lat_units_dense):
+                arr.fill(0)
+        else:
+            self._in_units = np.zeros(self.n, np.int64)  # event-step events per unit, all samples
+            self._lat_units = np.zeros(self.rank, np.int64)
+            self._lat_units_dense = np.zeros(self.rank, np.int64)  # dense steps, partial gates
         self._dense_samples = 0  # samples × dense steps taken under a full gate
-        self._lat_units_dense = np.zeros(self.rank, np.int64)  # dense steps under partial gates
         self._pred = 0.0  # synops expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)
 

@@ -12,6 +12,8 @@ re-reads them). :func:`braingate.simulate` uses it automatically when it applies
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -24,6 +26,8 @@ from braingate.state import EventState
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
+_VERSION = operator.attrgetter("_version")
+_EPOCH = operator.itemgetter("_epoch")
 _PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
 
 
@@ -52,14 +56,15 @@ class EventChain:
                 self.plan[-1] = (self.plan[-1][0], m)
         self.in_features = self.plan[0][0].in_features
         self.dtype = self.plan[0][0].U.dtype
-        self._packed: tuple | None = None
+        self._packed: object | None = None
+        self._batch = -1
         self._watch: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
             return self.model(x)  # nothing has run yet: the module path raises the precise error
         if self._packed is None or x.shape[0] != self._batch or not self._still_valid():
-            if not self._pack(x.shape[0]):
+            if not (x.shape[0] == self._batch and self._revive()) and not self._pack(x.shape[0]):
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
         xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
         out = _kernels.chain_step_np(xn, self._packed, self._acts)
@@ -73,7 +78,7 @@ class EventChain:
 
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
-        layers, acts, watch, epochs, versions = [], [], [], [], []
+        layers, acts, watch, param_dicts, layer_dicts, own = [], [], [], [], [], []
         dummy_mem = np.zeros((1, 1), np.float32)
         dummy_vec = np.zeros(1, np.float32)
         for layer, act in self.plan:
@@ -99,26 +104,66 @@ class EventChain:
             g, V, Us_t, bias, th, thz = ctx.kernel_args
             layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
                            r._lat_units, mem, beta, lth))  # fmt: skip
+            own.append({"state": r.state, "views": r._views, "gate": g.copy(), "counts": counts,
+                        "in_units": r._in_units, "mem": act.mem if isinstance(act, LIF) else None})  # fmt: skip
             acts.append(code)
             watch.append((r.__dict__, "state", id(r.state)))
             watch.append((r.__dict__, "_in_units", id(r._in_units)))
-            params = layer._parameters
-            watch.append((params, None, tuple(map(id, params.values()))))
-            epochs.append((layer.__dict__, layer._epoch))
-            versions += [(p, p._version) for p in params.values() if p is not None]
-        self._packed, self._acts, self._batch = tuple(layers), np.array(acts, np.int64), B
-        self._watch, self._epochs, self._versions = watch, epochs, versions
+            param_dicts.append(layer._parameters)
+            layer_dicts.append(layer.__dict__)
+        self._packed = _kernels.as_layer_list(layers)  # a typed list: one cheap argument
+        self._acts, self._batch = np.array(acts, np.int64), B
+        self._watch, self._param_dicts, self._layer_dicts = watch, param_dicts, layer_dicts
+        self._own = own
+        self._params = [p for d in param_dicts for p in d.values() if p is not None]
+        self._signature = self._current_signature()
         return True
+
+    def _revive(self) -> bool:
+        """After ``bg.reset``: zero the packed state in place instead of packing anew.
+
+        Only when nothing but the reset happened (same parameters, thresholds, gates, batch).
+        """
+        if self._packed is None or self._current_signature()[:3] != self._signature[:3]:
+            return False
+        for (layer, act), own in zip(self.plan, self._own):
+            r = layer._runner
+            if r._mark is not None or r.state not in (None, own["state"]):
+                return False
+            if r._in_units is not own["in_units"]:
+                return False
+            if isinstance(act, LIF) and act.mem is not None and act.mem is not own["mem"]:
+                return False
+        for (layer, act), own in zip(self.plan, self._own):
+            r = layer._runner
+            if r.state is None:
+                x_hat, z, z_hat, y, gstate = r._views = own["views"]
+                for arr in (x_hat, z, z_hat, y):
+                    arr.fill(0)
+                gstate[:] = own["gate"]
+                r.state, r.last_counts = own["state"], own["counts"]
+            if isinstance(act, LIF) and act.mem is None:
+                own["mem"].zero_()
+                act.mem = own["mem"]
+        return self._still_valid()
+
+    def _current_signature(self) -> tuple:
+        return (
+            tuple(map(_VERSION, self._params)),
+            tuple(id(p) for d in self._param_dicts for p in d.values()),
+            tuple(map(_EPOCH, self._layer_dicts)),
+            tuple(id(d.get(k)) for d, k, _ in self._watch),
+        )
 
     def _still_valid(self) -> bool:
         """Nothing the packed arguments depend on changed (parameters, thresholds, gates, state)."""
-        for d, key, expected in self._watch:
-            now = tuple(map(id, d.values())) if key is None else id(d.get(key))
-            if now != expected:
-                return False
-        if any(d["_epoch"] != e for d, e in self._epochs):
-            return False
-        return all(p._version == v for p, v in self._versions)
+        sig = self._signature
+        return (
+            tuple(id(d.get(k)) for d, k, _ in self._watch) == sig[3]
+            and tuple(map(_VERSION, self._params)) == sig[0]
+            and tuple(map(_EPOCH, self._layer_dicts)) == sig[2]
+            and tuple(id(p) for d in self._param_dicts for p in d.values()) == sig[1]
+        )
 
 
 def _modules(model: nn.Module) -> list[nn.Module]:
