@@ -76,14 +76,14 @@ def run(name: str, quick: bool) -> dict:
                                          "ops": report.total["synops"]}  # fmt: skip
     for r in rows.values():
         r["ratio"] = dense_ops / max(r["ops"], 1e-12)
-    samples = 1 if quick else 5
     lowrank = copy.deepcopy(net)
     bg.execution(lowrank, "dense")
-    wall = {
-        "dense full-rank (PyTorch)": P.per_step_seconds(P.dense_stepper(dense), d.x_test, samples),
-        "dense low-rank": P.per_step_seconds(P.dense_stepper(lowrank), d.x_test, samples),
-        "event-driven": P.per_step_seconds(P.event_stepper(net), d.x_test, samples),
+    steppers = {
+        "dense full-rank (PyTorch)": P.dense_stepper(dense),
+        "dense low-rank": P.dense_stepper(lowrank),
+        "event-driven": P.event_stepper(net),
     }
+    wall = P.per_step_seconds(steppers, d.x_test, 1 if quick else 15)
     energy = _energy.estimate_all(net, report, dense, quick)
     return {
         "dataset": name, "steps": d.x_test.shape[0], "test_samples": d.x_test.shape[1],

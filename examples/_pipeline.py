@@ -99,21 +99,27 @@ def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: 
     return history
 
 
-def per_step_seconds(step, xs: Tensor, samples: int = 5) -> float:
-    """Median wall clock of one step at batch 1 over ``samples`` test streams."""
-    times = []
+def per_step_seconds(steppers: dict, xs: Tensor, samples: int = 5) -> dict:
+    """Median wall clock of one step at batch 1 over ``samples`` test streams, per stepper.
+
+    The steppers take turns stream by stream, so a burst of load from other processes on a
+    shared machine hits all of them alike.
+    """
+    times = {name: [] for name in steppers}
     with torch.no_grad():
-        step(None)
-        for x in xs[:, :1].contiguous():  # warm-up: first-call and cache costs
-            step(x)
+        for step in steppers.values():  # warm-up: first-call and cache costs
+            step(None)
+            for x in xs[:, :1].contiguous():
+                step(x)
         for b in range(min(samples, xs.shape[1])):
             stream = xs[:, b : b + 1].contiguous()
-            step(None)  # reset
-            t0 = time.perf_counter()
-            for x in stream:
-                step(x)
-            times.append((time.perf_counter() - t0) / len(stream))
-    return statistics.median(times)
+            for name, step in steppers.items():
+                step(None)  # reset
+                t0 = time.perf_counter()
+                for x in stream:
+                    step(x)
+                times[name].append((time.perf_counter() - t0) / len(stream))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def dense_stepper(net: nn.Module):
