@@ -97,6 +97,7 @@ def run_case(n: int, R: int, B: int, activity: float, T: int, latent_target: flo
             "linear_fast": lambda i: torch.nn.functional.linear(xs[i % T], W, b),
         },
         T,
+        rounds=5 if n < 4096 else 3,
     )  # fmt: skip
     row = {"n": n, "R": R, "batch": B, "activity": activity, "latent_threshold": thz}
     # event counts and error of one full pass
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         T = 150
     rows = []
     for n, R, B, act in grid:
-        steps = T if n < 4096 else max(20, T // 3)
+        steps = T if n < 4096 else max(20, T // 6)
         rows.append(run_case(n, R, B, act, steps, a.latent_target))
         r = rows[-1]
         print(f"n={n} R={R} B={B} act={act:.3f}: event {r['us_event']:.1f}us "
