@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from hwmaps.chips.spec import ChipSpec
@@ -15,10 +17,35 @@ ATOMS_PER_CORE = 8
 
 
 def atoms(network: Network, chip: ChipSpec) -> tuple[list[Tile], Hypergraph]:
-    """Tiles cut to about 1/ATOMS_PER_CORE of the smallest core's neurons, and their traffic."""
+    """The core-sized tiles of :func:`make_tiles`, each cut into row pieces of at most
+    1/ATOMS_PER_CORE of the smallest core's neurons, and their traffic.
+
+    Atoms nest inside the core-sized tiles, so a placement of those tiles (e.g. the
+    ``sequential`` baseline's) is also a placement of the atoms (:func:`parent_tiles`).
+    """
     n_min = int(chip.capacities()[0].min())
-    tiles = make_tiles(network, chip, max_rows=max(1, n_min // ATOMS_PER_CORE))
+    step = max(1, n_min // ATOMS_PER_CORE)
+    tiles = []
+    for t in make_tiles(network, chip):
+        cuts = np.linspace(t.row0, t.row1, -(-t.rows // step) + 1).round().astype(int)
+        tiles += [Tile(t.block, int(a), int(b), t.col0, t.col1) for a, b in pairwise(cuts)]
     return tiles, build(network, tiles)
+
+
+def parent_tiles(fine: list[Tile], coarse: list[Tile]) -> np.ndarray:
+    """Index of the coarse tile holding each fine tile (fine tiles nest in coarse ones).
+
+    Shape: (len(fine),).
+    """
+    where = {(t.block, t.col0, t.row0): i for i, t in enumerate(coarse)}
+    out, cur = np.empty(len(fine), dtype=np.int64), {}
+    for j, t in enumerate(fine):
+        i = where.get((t.block, t.col0, t.row0))
+        if i is None:
+            i = cur[(t.block, t.col0)]
+        cur[(t.block, t.col0)] = i
+        out[j] = i
+    return out
 
 
 def check_fits(chip: ChipSpec, hg: Hypergraph, tiles: list[Tile]) -> None:
