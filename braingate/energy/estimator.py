@@ -126,21 +126,22 @@ class PerfEstimator:
         flops = batch_size * (2.0 * rank * (n + m) + rank + m)
         params = rank * (n + m) + rank + m
         nbytes = self.bytes_per_param * (params + batch_size * (n + m))
-        energy = flops * self.energy_per_flop_mJ + nbytes * self.energy_per_byte_mJ
-        latency = max(flops / self.peak_flops, nbytes / self.memory_bandwidth)
-        return {
-            "flops": flops,
-            "bytes": nbytes,
-            "latency_s": latency,
-            "energy_mJ": energy,
-            "energy_mJ_per_sample": energy / batch_size,
-        }
+        return self._costs(flops, nbytes, batch_size)
 
     def estimate_dense(self, layer_dims: Sequence[int], batch_size: int = 1) -> dict[str, float]:
         """Cost of the dense ``nn.Linear`` (no factorisation): ``2nm + m`` FLOPs per sample."""
         n, m = check_layer_dims(layer_dims)
         flops = batch_size * (2.0 * n * m + m)
         nbytes = self.bytes_per_param * (n * m + m + batch_size * (n + m))
+        return self._costs(flops, nbytes, batch_size)
+
+    def _costs(self, flops: float, nbytes: float, batch_size: int) -> dict[str, float]:
+        """Energy and roofline latency of a batch that does ``flops`` and moves ``nbytes``.
+
+        .. math::
+            E = \\mathrm{FLOPs}\\, e_{flop} + \\mathrm{bytes}\\, e_{byte}, \\qquad
+            t = \\max(\\mathrm{FLOPs} / \\mathrm{peak}, \\mathrm{bytes} / \\mathrm{bandwidth})
+        """
         energy = flops * self.energy_per_flop_mJ + nbytes * self.energy_per_byte_mJ
         latency = max(flops / self.peak_flops, nbytes / self.memory_bandwidth)
         return {
