@@ -58,6 +58,7 @@ class EventChain:
         self.dtype = self.plan[0][0].U.dtype
         self._packed: object | None = None
         self._batch = -1
+        self._pending, self._due = 0, 1  # steps not yet handed to the layers (see _flush_steps)
         self._watch: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -68,16 +69,27 @@ class EventChain:
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
         xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
         out = _kernels.chain_step_np(xn, self._packed, self._acts)
-        for layer, _ in self.plan:
-            r = layer._runner
-            r.steps += 1
-            if layer.resync_every and r.steps % layer.resync_every == 0:
-                r._resync(layer)
-                self._packed = None  # the state tensors were replaced
+        self._pending += 1
+        if self._pending >= self._due:
+            self._flush_steps()
         return torch.from_numpy(out)
+
+    def _flush_steps(self) -> None:
+        """Hand the steps run since the last flush to the layers; re-sync those that are due."""
+        due, p = 1 << 62, self._pending
+        for layer, _ in self.plan:
+            r, k = layer._runner, layer.resync_every
+            r.steps += p
+            if k:
+                if (r.steps - p) // k != r.steps // k and r.state is not None:
+                    r._resync(layer)
+                    self._packed = None  # the state tensors were replaced
+                due = min(due, k - r.steps % k)
+        self._pending, self._due = 0, due
 
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
+        self._flush_steps()
         layers, acts, watch, param_dicts, layer_dicts, own = [], [], [], [], [], []
         dummy_mem = np.zeros((1, 1), np.float32)
         dummy_vec = np.zeros(1, np.float32)
@@ -126,6 +138,8 @@ class EventChain:
         """
         if self._packed is None or self._current_signature()[:3] != self._signature[:3]:
             return False
+        self._pending = 0  # steps of the stream that was reset
+        self._flush_steps()
         for (layer, act), own in zip(self.plan, self._own):
             r = layer._runner
             if r._mark is not None or r.state not in (None, own["state"]):

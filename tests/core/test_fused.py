@@ -77,3 +77,16 @@ def test_chain_sees_parameter_threshold_gate_and_reset_changes():
                 if t == 9:
                     bg.reset(m)
             assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+
+def test_chain_resyncs_on_the_same_steps_as_module_stepping():
+    xs = torch.randn(23, 2, 10).cumsum(0) * 0.3
+    fused, plain = make(False), make(False)
+    for m in (fused, plain):
+        m[0].resync_every, m[2].resync_every = 5, 7
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(23):
+            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+    assert fused[0]._runner.resync_ops == plain[0]._runner.resync_ops > 0
+    assert fused[2]._runner.resync_ops == plain[2]._runner.resync_ops > 0
