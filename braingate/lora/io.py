@@ -41,23 +41,8 @@ def adapter_state_dict(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]
     """The adapter's tensors under PEFT's file keys."""
     if adapter_name not in model.peft_config:
         raise ValueError(f"unknown adapter {adapter_name!r}; known: {list(model.peft_config)}")
-    out: dict[str, Tensor] = {}
-    for path, wrapper in model.lora_layers.items():
-        if adapter_name not in wrapper.lora_adapters:
-            continue
-        for slot, adapter in wrapper.lora_adapters[adapter_name].items():
-            prefix = f"{_PREFIX}{path}." + ("" if slot == "weight" else f"{slot}.")
-            for key, value in adapter.state_dict().items():
-                if not isinstance(value, Tensor):  # EventLinear's extra state: in the config
-                    continue
-                if adapter.kind.name == "embedding":
-                    key = _EMBED.get(key, key)
-                out[prefix + key] = value.detach().contiguous()
-    for path, saved in model._saved_modules().items():
-        if adapter_name in saved.modules_to_save:
-            for key, value in saved.modules_to_save[adapter_name].state_dict().items():
-                out[f"{_PREFIX}{path}.{key}"] = value.detach().contiguous()
-    return out
+    tensors = _key_to_tensor(model, adapter_name, keep_vars=False)
+    return {key: value.detach().contiguous() for key, value in tensors.items()}
 
 
 def _config_dict(model: LoRAModel, adapter_name: str) -> dict[str, Any]:
@@ -165,15 +150,18 @@ def _load_tensors(model: LoRAModel, directory: Path, adapter_name: str) -> None:
         target.data.copy_(value.to(target.dtype))
 
 
-def _key_to_tensor(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]:
+def _key_to_tensor(
+    model: LoRAModel, adapter_name: str, *, keep_vars: bool = True
+) -> dict[str, Tensor]:
+    """PEFT file key -> the model's tensor (``keep_vars``: the live parameter, as state_dict)."""
     out: dict[str, Tensor] = {}
     for path, wrapper in model.lora_layers.items():
         if adapter_name not in wrapper.lora_adapters:
             continue
         for slot, adapter in wrapper.lora_adapters[adapter_name].items():
             prefix = f"{_PREFIX}{path}." + ("" if slot == "weight" else f"{slot}.")
-            for key, value in adapter.state_dict(keep_vars=True).items():
-                if not isinstance(value, Tensor):
+            for key, value in adapter.state_dict(keep_vars=keep_vars).items():
+                if not isinstance(value, Tensor):  # EventLinear's extra state: in the config
                     continue
                 if adapter.kind.name == "embedding":
                     key = _EMBED.get(key, key)
@@ -181,7 +169,7 @@ def _key_to_tensor(model: LoRAModel, adapter_name: str) -> dict[str, Tensor]:
     for path, saved in model._saved_modules().items():
         if adapter_name in saved.modules_to_save:
             module: nn.Module = saved.modules_to_save[adapter_name]
-            for key, value in module.state_dict(keep_vars=True).items():
+            for key, value in module.state_dict(keep_vars=keep_vars).items():
                 out[f"{_PREFIX}{path}.{key}"] = value
     return out
 
