@@ -141,3 +141,24 @@ class LoRAConfig:
         if isinstance(config, Mapping):
             return cls(**dict(config))
         raise TypeError(f"lora_config must be a LoRAConfig or a dict, got {type(config).__name__}")
+
+
+def sized_config(
+    rank: int,
+    alpha: float | None,
+    dropout: float = 0.0,
+    variant: str | VariantConfig | None = None,
+    use_rslora: bool = False,
+) -> LoRAConfig:
+    """The config a wrapper built from sizes (``LoRALinear(768, 768, rank=4)``) gives its adapter.
+
+    Unlike :class:`LoRAConfig`, whose α defaults to 8, α defaults to ``rank`` here, so the
+    scaling :math:`\\alpha / r` is 1 unless ``alpha`` is given.
+    """
+    return LoRAConfig(
+        rank=rank,
+        alpha=rank if alpha is None else alpha,
+        dropout=dropout,
+        variant=variant,
+        use_rslora=use_rslora,
+    )

@@ -13,23 +13,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from braingate.lora.config import LoRAConfig
+from braingate.lora.config import LoRAConfig, sized_config
 from braingate.lora.kinds import ConvKind, EmbeddingKind, Kind, LinearKind
 from braingate.lora.quant import Linear4bit
 from braingate.lora.variants.registry import VariantConfig, make_strategy
 from braingate.lora.wrapper import LoRAWrapper
 
 __all__ = ["LoRAConv2d", "LoRAEmbedding", "LoRALinear"]
-
-
-def _config(rank, alpha, dropout, variant, use_rslora) -> LoRAConfig:
-    return LoRAConfig(
-        rank=rank,
-        alpha=rank if alpha is None else alpha,
-        dropout=dropout,
-        variant=variant,
-        use_rslora=use_rslora,
-    )
 
 
 class _SingleSlot(LoRAWrapper):
@@ -74,7 +64,7 @@ class LoRALinear(_SingleSlot):
     ):
         super().__init__()
         base = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._build(base, _config(rank, alpha, dropout, variant, use_rslora))
+        self._build(base, sized_config(rank, alpha, dropout, variant, use_rslora))
 
     def kind(self, slot: str) -> Kind:
         return LinearKind(self.base_layer.in_features, self.base_layer.out_features)
@@ -110,7 +100,7 @@ class LoRAConv2d(_SingleSlot):
             in_channels, out_channels, kernel_size, stride, padding, bias=bias, device=device,
             dtype=dtype,
         )  # fmt: skip
-        self._build(base, _config(rank, alpha, dropout, variant, use_rslora))
+        self._build(base, sized_config(rank, alpha, dropout, variant, use_rslora))
 
     def kind(self, slot: str) -> Kind:
         return ConvKind(self.base_layer)
@@ -138,7 +128,7 @@ class LoRAEmbedding(_SingleSlot):
     ):
         super().__init__()
         base = nn.Embedding(num_embeddings, embedding_dim, device=device, dtype=dtype)
-        self._build(base, _config(rank, alpha, 0.0, variant, use_rslora))
+        self._build(base, sized_config(rank, alpha, 0.0, variant, use_rslora))
 
     def kind(self, slot: str) -> Kind:
         return EmbeddingKind(self.base_layer)

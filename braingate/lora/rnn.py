@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from braingate.lora.config import LoRAConfig
+from braingate.lora.config import sized_config
 from braingate.lora.kinds import Kind, LinearKind
 from braingate.lora.variants.registry import VariantConfig
 from braingate.lora.wrapper import LoRAWrapper
@@ -65,14 +65,7 @@ class _LoRACell(LoRAWrapper):
 
     def _build_cell(self, base: nn.Module, rank, alpha, dropout, variant, use_rslora) -> None:
         self._init_wrapper(base)
-        config = LoRAConfig(
-            rank=rank,
-            alpha=rank if alpha is None else alpha,
-            dropout=dropout,
-            variant=variant,
-            use_rslora=use_rslora,
-        )
-        self.add_adapter("default", config)
+        self.add_adapter("default", sized_config(rank, alpha, dropout, variant, use_rslora))
 
     def kind(self, slot: str) -> Kind:
         cell = self.base_layer
