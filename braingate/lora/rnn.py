@@ -126,10 +126,9 @@ class LoRARNNCell(_LoRACell):
         return out.squeeze(0) if unbatched else out
 
 
-class LoRALSTMCell(_LoRACell):
-    """``nn.LSTMCell`` with LoRA on ``weight_ih`` and ``weight_hh``; returns ``(h', c')``."""
-
-    base_types = (nn.LSTMCell,)
+class _GatedCell(_LoRACell):
+    """The sized constructor of :class:`LoRALSTMCell` and :class:`LoRAGRUCell` (same arguments);
+    :class:`LoRARNNCell` has its own, which adds ``nonlinearity``."""
 
     def __init__(
         self,
@@ -145,9 +144,22 @@ class LoRALSTMCell(_LoRACell):
         device=None,
         dtype=None,
     ):
+        """A fresh frozen ``base_types[0](input_size, hidden_size, bias)`` with one adapter.
+
+        Args:
+            input_size, hidden_size: sizes of the cell.
+            rank: r (default 8). alpha: α (default: r, i.e. scaling 1).
+            dropout: adapter-input dropout. bias: base biases. variant: variant name or config.
+        """
         super().__init__()
-        base = nn.LSTMCell(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self._build_cell(base, rank, alpha, dropout, variant, use_rslora)
+        cell = self.base_types[0](input_size, hidden_size, bias, device=device, dtype=dtype)
+        self._build_cell(cell, rank, alpha, dropout, variant, use_rslora)
+
+
+class LoRALSTMCell(_GatedCell):
+    """``nn.LSTMCell`` with LoRA on ``weight_ih`` and ``weight_hh``; returns ``(h', c')``."""
+
+    base_types = (nn.LSTMCell,)
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -159,28 +171,10 @@ class LoRALSTMCell(_LoRACell):
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
 
-class LoRAGRUCell(_LoRACell):
+class LoRAGRUCell(_GatedCell):
     """``nn.GRUCell`` with LoRA on ``weight_ih`` and ``weight_hh``."""
 
     base_types = (nn.GRUCell,)
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        rank: int = 8,
-        alpha: float | None = None,
-        *,
-        dropout: float = 0.0,
-        bias: bool = True,
-        variant: str | VariantConfig | None = None,
-        use_rslora: bool = False,
-        device=None,
-        dtype=None,
-    ):
-        super().__init__()
-        base = nn.GRUCell(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self._build_cell(base, rank, alpha, dropout, variant, use_rslora)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """One GRU step with adapted gate pre-activations."""
