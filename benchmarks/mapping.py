@@ -137,7 +137,7 @@ def main() -> None:
                          "methods": res, "noc_lower_bound_j": lb,
                          "traffic_over_bound": ratio(noc["traffic"], lb),
                          # the 0.5x-sequential target is reachable only if it is >= the bound
-                         "seq_target_reachable": 0.5 * noc["sequential"] >= lb * (1 - 1e-9),
+                         "seq_target_reachable": bool(0.5 * noc["sequential"] >= lb * (1 - 1e-9)),
                          "traffic_over_sequential": ratio(noc["traffic"], noc["sequential"]),
                          "traffic_over_metis_anneal": ratio(noc["traffic"], noc["metis_anneal"])})  # fmt: skip
     summary = summarise(rows)
