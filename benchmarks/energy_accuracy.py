@@ -6,10 +6,12 @@ Model: ``body (n -> 128) -> ReLU -> head (128 -> classes)``; only the body chang
 - ``static r``: ``EventLinear.from_linear(dense body, r)`` (truncated SVD of the trained dense
   model), then body and head fine-tuned for ``--finetune`` epochs at rank ``r``.
 - ``adaptive``: ``DynamicLowRankLayer`` initialised from the dense body's SVD at ``r_max`` and
-  fine-tuned once for the same ``--finetune`` epochs with a random rank per sample (nested
-  "random budget" training), then its complexity scorer is fitted (body frozen). At test time
-  the ``budget`` scheduler hands out per-sample ranks so that the batch mean energy meets each
-  budget. One adaptive model serves every budget; each static rank gets its own fine-tune.
+  fine-tuned once for the same ``--finetune`` epochs with nested ("matryoshka") training: each
+  batch's loss is the static loss averaged over every prefix rank ``r_min..r_max`` (one forward,
+  ``forward_ranks``), and each rank has switchable biases (a body-output and a logit offset per
+  rank: table look-ups, no FLOPs). Then its complexity scorer is fitted (body frozen). At test
+  time the ``budget`` scheduler hands out per-sample ranks so that the batch mean energy meets
+  each budget. One adaptive model serves every budget; each static rank gets its own fine-tune.
 
 Both fine-tunes use the same loss (cross-entropy + distillation from the dense model), optimiser,
 batches and seeds. The scorer sees only the first ``r_min`` latent units ``s_j v_j^T x``, which
@@ -47,7 +49,7 @@ from braingate.energy import PerfEstimator
 from braingate.functional.lowrank import svd_factorize
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.nn.event_linear import EventLinear
-from braingate.scheduling import BudgetRankScheduler, FixedRankScheduler, RankScheduler
+from braingate.scheduling import BudgetRankScheduler, FixedRankScheduler
 
 HIDDEN = 128
 LR_ADAPT = 3e-3
@@ -138,21 +140,25 @@ class ProbeScorer(nn.Module):
         return 2.0 * self.k * self.classes + 4.0 * self.classes + 1.0
 
 
-class RandomRanks(RankScheduler):
-    """Training scheduler: each sample draws a candidate rank, :math:`P(r) \\propto r^{-a}`.
+class NestedNet(Net):
+    """``Net`` over a ``DynamicLowRankLayer`` body with a switchable head bias per realised rank.
 
-    ``a = 0`` is uniform over the candidates; ``a = 1`` spreads the draws evenly in log-rank,
-    so the small ranks that small budgets use get as much training as the large ones.
+    ``logits_i = head(relu(body(x_i))) + d_{r_i}``; with the body's own rank bias ``c_r`` every
+    nested prefix gets its own output offsets (two table rows read per sample, no FLOPs).
     """
 
-    def __init__(self, r_min: int, r_max: int, gen: torch.Generator, power: float = 1.0) -> None:
-        self.r_min, self.r_max, self.gen, self.power = r_min, r_max, gen, power
+    def __init__(self, body: DynamicLowRankLayer, head: nn.Linear) -> None:
+        super().__init__(body, head)
+        self.head_bias = nn.Parameter(torch.zeros(body.r_max + 1, head.out_features))
 
-    def schedule_rank(self, complexity_scores: Tensor, budget=None, **kw) -> Tensor:
-        cand = kw["candidates"]
-        w = cand.double().pow(-self.power)
-        idx = torch.multinomial(w, len(complexity_scores), replacement=True, generator=self.gen)
-        return cand[idx]
+    def forward(self, x: Tensor) -> Tensor:
+        h, ranks = self.body(x)
+        return self.head(F.relu(h)) + self.head_bias[ranks]
+
+    def forward_ranks(self, x: Tensor, ranks: list[int]) -> Tensor:
+        """Logits at every rank of ``ranks``: ``(B, n) -> (B, K, classes)``."""
+        h = self.body.forward_ranks(x, ranks)
+        return self.head(F.relu(h)) + self.head_bias[torch.as_tensor(ranks)]
 
 
 # -- energy ------------------------------------------------------------------------------------
@@ -169,8 +175,11 @@ def head_mJ(classes: int) -> float:
 
 # -- training ----------------------------------------------------------------------------------
 def fit(net: Net, data: dict, epochs: int, lr: float, seed: int, teacher: Net | None = None,
-        params=None) -> None:  # fmt: skip
-    """Adam, batches of 64, cross-entropy (+ distillation at T=2 from ``teacher``)."""
+        params=None, ranks: list[int] | None = None) -> None:  # fmt: skip
+    """Adam, batches of 64, cross-entropy (+ distillation at T=2 from ``teacher``).
+
+    With ``ranks`` (a :class:`NestedNet`), the loss is the mean of that same loss over the
+    nested prefixes ``ranks``, all from one forward ("matryoshka" training)."""
     xtr, ytr = data["x"][0], data["y"][0]
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(list(net.parameters()) if params is None else params, lr=lr)
@@ -179,8 +188,14 @@ def fit(net: Net, data: dict, epochs: int, lr: float, seed: int, teacher: Net | 
     net.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(xtr), generator=gen).split(64):
-            logits = net(xtr[idx])
-            loss = F.cross_entropy(logits, ytr[idx])
+            y = ytr[idx]
+            if ranks is None:
+                logits = net(xtr[idx])
+            else:  # (B, K, C) -> (B*K, C): every rank of every sample, same loss as static
+                logits = net.forward_ranks(xtr[idx], ranks).flatten(0, 1)
+                y = y.repeat_interleave(len(ranks))
+                idx = idx.repeat_interleave(len(ranks))
+            loss = F.cross_entropy(logits, y)
             if soft is not None:
                 kd = F.kl_div(F.log_softmax(logits / 2.0, dim=1), soft[idx], reduction="batchmean")
                 loss = 0.5 * loss + 0.5 * 4.0 * kd
@@ -209,10 +224,11 @@ def fit_probe(scorer: ProbeScorer, data: dict, epochs: int, seed: int) -> None:
 
 
 def build_adaptive(dense: Net, data: dict, cfg: dict, seed: int) -> tuple[Net, ProbeScorer]:
-    """SVD-initialised DynamicLowRankLayer, nested fine-tune (random per-sample ranks), probe fit."""
+    """SVD-initialised DynamicLowRankLayer, nested fine-tune (every rank r_min..r_max per
+    batch, switchable biases), probe fit."""
     n, r_min, r_max, epochs = data["x"][0].shape[1], cfg["r_min"], cfg["r_max"], cfg["finetune"]
     torch.manual_seed(seed)
-    layer = DynamicLowRankLayer(n, HIDDEN, r_max=r_max, r_min=r_min,
+    layer = DynamicLowRankLayer(n, HIDDEN, r_max=r_max, r_min=r_min, rank_bias=True,
                                 num_gate_blocks=r_max // cfg["step"])  # fmt: skip
     U, s, V, _ = svd_factorize(dense.body.weight, r_max)
     with torch.no_grad():
@@ -220,11 +236,10 @@ def build_adaptive(dense: Net, data: dict, cfg: dict, seed: int) -> tuple[Net, P
         layer.base.bias.copy_(dense.body.bias)
     scorer = ProbeScorer(layer.base, r_min, data["classes"])
     layer.scorer = scorer
-    gen = torch.Generator().manual_seed(seed)
-    net = Net(layer, copy.deepcopy(dense.head))
+    net = NestedNet(layer, copy.deepcopy(dense.head))
     factor_params = [p for name, p in net.named_parameters() if "scorer" not in name]
-    layer.scheduler = RandomRanks(r_min, r_max, gen, cfg["power"])
-    fit(net, data, epochs, LR_ADAPT, seed, teacher=dense, params=factor_params)
+    ranks = list(range(r_min, r_max + 1, cfg["step"]))
+    fit(net, data, epochs, LR_ADAPT, seed, teacher=dense, params=factor_params, ranks=ranks)
     fit_probe(scorer, data, 2 * epochs, seed)
     net.eval()
     return net, scorer
@@ -332,9 +347,9 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 CONFIGS = {
-    "digits": {"epochs": 30, "finetune": 10, "r_min": 4, "r_max": 32, "step": 1, "power": 1.0,
+    "digits": {"epochs": 30, "finetune": 10, "r_min": 4, "r_max": 32, "step": 1,
                "ranks": [4, 5, 6, 7, 8, 10, 12, 16, 24, 32], "budget_ranks": [5, 6, 7, 8, 10, 12, 16]},
-    "BasicMotions": {"epochs": 30, "finetune": 10, "r_min": 4, "r_max": 32, "step": 1, "power": 1.0,
+    "BasicMotions": {"epochs": 30, "finetune": 10, "r_min": 4, "r_max": 32, "step": 1,
                      "ranks": [4, 5, 6, 7, 8, 10, 12, 16, 24, 32], "budget_ranks": [5, 6, 7, 8, 10, 12, 16]},
 }  # fmt: skip
 QUICK = {"epochs": 8, "finetune": 3, "ranks": [4, 8, 16], "budget_ranks": [8, 16]}

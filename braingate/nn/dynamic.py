@@ -68,6 +68,9 @@ class DynamicLowRankLayer(nn.Module):
         estimator: prices a rank (default ``PerfEstimator()``); ``estimate`` may return a dict
             with ``energy_mJ`` or a number (batch energy, mJ).
         bias: learn a bias. scorer: replaces the learned scorer (e.g. ``InputChangeScorer()``).
+        rank_bias: also learn a "switchable" bias per realised rank, ``y_i += c_{r_i}`` (a
+            table ``(r_max + 1, m)``, zero-initialised: one row read per sample, no FLOPs),
+            which lets each nested prefix recentre its output (cf. switchable BatchNorm).
         temperature: soft-mask temperature, in units of one block.
 
     Shape: ``x (..., n) -> (y (..., m), ranks (N,))`` with ``N`` the product of the leading dims.
@@ -87,6 +90,7 @@ class DynamicLowRankLayer(nn.Module):
         bias: bool = True,
         scorer: nn.Module | None = None,
         temperature: float = 0.5,
+        rank_bias: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -117,6 +121,11 @@ class DynamicLowRankLayer(nn.Module):
         self.base = EventLinear(in_features, out_features, r_max, blocks=self._ev_blocks, bias=bias,
                                 device=device, dtype=dtype)  # fmt: skip
         self._init_spectrum()
+        self.rank_bias = (
+            nn.Parameter(torch.zeros(r_max + 1, out_features, device=device, dtype=dtype))
+            if rank_bias
+            else None
+        )
         self.scorer = (
             scorer
             if scorer is not None
@@ -253,14 +262,45 @@ class DynamicLowRankLayer(nn.Module):
                 else (nb.to(dev)[:, None] > torch.arange(self.num_gate_blocks, device=dev))
             )
             self.base.set_active_blocks(gate)
-            return self.base(x2), ranks
+            return self._add_rank_bias(self.base(x2), ranks), ranks
         gate = hard
         if scores.requires_grad and torch.is_grad_enabled():
             tau = self.temperature * self.r_max / self.num_gate_blocks
             gate = straight_through(hard, soft_unit_mask(rho, self.r_max, tau))
         b = self.base
-        y = lowrank_linear(x2, b.U, b.s, b.V, b.bias, gate)
+        y = self._add_rank_bias(lowrank_linear(x2, b.U, b.s, b.V, b.bias, gate), ranks)
         return y.reshape(*lead, self.out_features), ranks
+
+    def _add_rank_bias(self, y: Tensor, ranks: Tensor) -> Tensor:
+        return y if self.rank_bias is None else y + self.rank_bias[ranks.to(y.device)]
+
+    def forward_ranks(self, x: Tensor, ranks: Any) -> Tensor:
+        """Outputs of every sample at each rank of ``ranks`` (nested prefixes, one pass).
+
+        .. math:: y^{(r)} = \\sum_{j<r} u_j s_j (v_j^T x) + b + c_r
+
+        (``c_r`` the rank bias when enabled). For nested ("matryoshka") training: a loss summed
+        over the ranks trains every prefix at once. Costs one rank-``max(ranks)`` product plus
+        a cumulative sum; differentiable.
+
+        Args:
+            x: ``(B, n)``.
+            ranks: ints in ``[1, r_max]``.
+
+        Shape: ``(B, n) -> (B, K, m)`` with ``K = len(ranks)``.
+        """
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_features:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x has shape {shape}; expected (B, {self.in_features})")
+        r = torch.as_tensor(ranks, dtype=torch.long).reshape(-1)
+        if r.numel() == 0 or int(r.min()) < 1 or int(r.max()) > self.r_max:
+            raise ValueError(f"ranks={ranks!r} must be ints in [1, r_max={self.r_max}]")
+        b, top = self.base, int(r.max())
+        z = sanitize_input(x, self) @ b.V[:, :top] * b.s[:top]  # (B, top)
+        y = (z[:, :, None] * b.U[:, :top].t()).cumsum(dim=1)[:, r.to(x.device) - 1]
+        if b.bias is not None:
+            y = y + b.bias
+        return y if self.rank_bias is None else y + self.rank_bias[r.to(x.device)]
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, r_min={self.r_min}, "

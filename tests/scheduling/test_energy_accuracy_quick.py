@@ -53,6 +53,8 @@ def test_energy_accuracy_quick(tmp_path, capsys):
             assert r["energy_mJ"] <= matched["energy_mJ"] * (1 + 1e-9)
             assert r["rank_std_within_batch"] > 0  # per-sample ranks differ
             assert r["dominates"] == (r["acc"] >= matched["acc"])
+            # the single-rank control: the same nested model, every sample at the matched rank
+            assert r["nested_fixed_acc"] > 2 * chance
         assert res["dominated_points"] == sum(r["dominates"] for r in adaptive)
     assert "budget points dominate" in capsys.readouterr().out
 
