@@ -12,9 +12,22 @@ units sharing one *sink set* S (the tiles that read them) are bounded together:
   unit pays at least one hop (``prefix[1]``). The free events are bounded from above by a
   fractional knapsack per resource, the smaller of the two, so the bound stays valid.
 
+**Input-split sink sets.** The ``traffic`` method may cut V blocks by inputs
+(:mod:`hwmaps.methods.split`), so a sink set S holding a V block whose inputs are produced by a
+block ("splittable") is bounded as ``min(A, B)`` over the two cases of any placement:
+
+* A — all free units of S sit on one router: there S needs its ``n_S`` rows as (partial-sum)
+  neurons and each free unit its producer row (1 neuron, the row's synapses) plus ``n_S``
+  synapses; every other unit pays at least ``prefix[1]`` (the knapsack as above).
+* B — free units on two routers or more: every row of S then has pieces on two routers, and
+  its partial sums (rate: the row's measured events, :mod:`hwmaps.hypergraph`) cross at least
+  one hop: ``Σ_rows ev · prefix[1]``, shared evenly among the sink sets holding the block.
+
+A splittable producer row is charged one synapse (its piece may read a single input).
+
 ``prefix[r]`` is the sum of the r smallest per-packet energies ``a|dx| + b|dy|`` over an
 unbounded mesh (a = min(E-W hop, chip link), b = min(N-S hop, chip link)): any real mesh offers
-no cheaper destinations. External inputs and partial sums of column-split blocks are counted 0.
+no cheaper destinations. External inputs are counted 0, and partial sums outside case B.
 Sink sets are bounded independently (they compete for the same cores in reality), so the
 bound can be loose; when a placement attains it, that placement is optimal.
 """
@@ -56,6 +69,20 @@ def _free_events(w: np.ndarray, syn: np.ndarray, room_n: float, room_s: float) -
     return min(by_n, by_s)
 
 
+def _case_a(w, syn, units, blocks, names, rooms) -> float:
+    """Events per step that pay at least one hop when all free units of a splittable sink set
+    share one router (case A of the module docstring)."""
+    room_n, room_s, fan_in = rooms
+    n_s = sum(blocks[n].rows for n in names)
+    count_room = room_n - n_s
+    free = np.ones(len(w), dtype=bool)
+    if fan_in is not None:  # one core per router: the producer row's inputs + the unit itself
+        free = syn + 1 <= fan_in
+        count_room = min(count_room, fan_in - float(syn[free].min()) if free.any() else 0.0)
+    free_w = _free_events(w[free], syn[free] + n_s, count_room, room_s)
+    return float(w.sum()) - free_w
+
+
 def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
     """Joules per step that every valid placement of ``network`` on ``chip`` spends on the NoC
     at least (module docstring). Shares the tiling rules of :func:`hwmaps.map_network`."""
@@ -65,12 +92,14 @@ def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
     room_s = float(np.sort(cap_s)[-cpr:].sum())
     blocks = {b.name: b for b in network.blocks}
     chunks = sorted({(t.block, t.col0, t.col1) for t in make_tiles(network, chip)})
-    first = {}  # block -> cols of its first column chunk
+    produced = {b.dest for b in network.blocks}
+    splittable = {b.name for b in network.blocks if b.kind == "V" and b.source in produced}
+    first = {}  # block -> cols of its first column chunk (1 when it may be input-split)
     readers: dict[tuple[str, int], list[int]] = {}  # unit -> chunk ids reading it
     for k, (name, c0, c1) in enumerate(chunks):
         b = blocks[name]
         if c0 == 0:
-            first[name] = c1
+            first[name] = 1 if name in splittable else c1
         for u in range(b.source_start + c0, b.source_start + c1):
             readers.setdefault((b.source, u), []).append(k)
     producer = {}
@@ -85,10 +114,22 @@ def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
             name = producer[(pop, u)]
             groups.setdefault(tuple(ks), []).append((w, first[name], name))
     prefix = _prefix(chip, 64)
+    share: dict[str, int] = {}  # block -> sink sets holding it
+    for ks in groups:
+        for name in {chunks[k][0] for k in ks}:
+            share[name] = share.get(name, 0) + 1
     total = 0.0
     for ks, units in groups.items():
         w = np.array([x[0] for x in units])
         syn = np.array([x[1] for x in units], dtype=float)
+        names = {chunks[k][0] for k in ks}
+        if names & splittable:
+            rooms = (room_n, room_s, chip.fan_in if cpr == 1 else None)
+            a = _case_a(w, syn, units, blocks, names, rooms) * prefix[1]
+            b = sum(float(np.nansum(events[blocks[n].dest][blocks[n].dest_start :][
+                :blocks[n].rows])) / share[n] for n in names) * prefix[1]  # fmt: skip
+            total += min(a, b)
+            continue
         n_s = sum(blocks[chunks[k][0]].rows for k in ks)
         s_s = sum(blocks[chunks[k][0]].rows * (chunks[k][2] - chunks[k][1]) for k in ks)
         fan = set()

@@ -14,6 +14,9 @@ Per step (events are the measured events per step of the network's units):
 ``t_step`` is the chip's time step, or the latency for an asynchronous chip. Latency per step =
 the busiest core's work (synops·t_syn + neurons·t_neuron) + the slowest route that carries traffic.
 External inputs arrive at their sink cores without NoC cost (assumption: host injection).
+Partial sums of column-split (input-split) blocks are nets too: one packet per distinct piece
+core other than the accumulator's, at the accumulated unit's measured event rate (assumption,
+:mod:`hwmaps.hypergraph`); a piece's rows count as neurons on its core.
 """
 
 from __future__ import annotations

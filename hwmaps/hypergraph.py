@@ -3,10 +3,19 @@
 A net's pins are the tile that produces the unit (or none for external inputs) and every tile
 that reads it; its weight is the unit's measured events per step. A spike is sent once per
 distinct destination core, so a net costs ``w · Σ_{c ∈ cores(sinks)} hop(core(src), c)``;
-a plain graph edge-cut would count a multicast once per sink tile instead. Tiles of a
-column-split block send partial sums to the block's first column tile (weight
-``min(1, Σ source events of the tile)`` per row: an accumulator changes at most once a step).
-Nets with the same source and sinks are merged (weights add).
+a plain graph edge-cut would count a multicast once per sink tile instead.
+
+**Partial sums.** The tiles of a column-split (input-split) block send partial sums to the
+block's first column tile, which holds the accumulating units. One *gather* net per row: its
+``src`` is the first column tile, its pins the other column tiles of that row, and it costs
+``w · Σ_{c ∈ cores(pins), c ≠ core(src)} hop(c, core(src))`` — pieces sharing a core send one
+merged partial sum, pieces on the accumulator's core send none (hop energy is symmetric, so
+the cost has the multicast form; :func:`core_traffic` books it in the reverse direction).
+Rate ``w`` (assumption): a partial sum is sent when the piece's contribution changes; we take
+the measured events per step of the accumulated unit (for a V block: the layer's latent unit)
+as that rate; for units whose events are unknown (outputs), ``min(1, Σ source events of the
+pieces)`` (an accumulator changes at most once a step). Nets with the same source, sinks and
+kind are merged (weights add).
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from hwmaps.ir import Network, Tile
 class Hypergraph:
     """Tiles (vertices) and nets as flat arrays.
 
-    Shape: ``weight``, ``count`` (units merged into the net), ``src`` (N,); ``ptr`` (N+1,); ``pins`` (P,) sink tile ids of net i in
+    Shape: ``weight``, ``count`` (units merged into the net), ``src``, ``gather`` (partial-sum
+    net, module docstring) (N,); ``ptr`` (N+1,); ``pins`` (P,) sink tile ids of net i in
     ``pins[ptr[i]:ptr[i+1]]``; per-tile ``neurons``, ``synapses``, ``synops`` (events·rows per
     step), ``active`` (expected active neurons per step), ``src_lo``/``src_hi`` (global source
     unit range, for fan-in) — all (T,).
@@ -32,6 +42,7 @@ class Hypergraph:
     weight: np.ndarray
     count: np.ndarray
     src: np.ndarray
+    gather: np.ndarray
     ptr: np.ndarray
     pins: np.ndarray
     neurons: np.ndarray
@@ -102,21 +113,35 @@ def build(network: Network, tiles: Sequence[Tile]) -> Hypergraph:
             key = (int(producer[u]), tuple(np.unique(grp_r).tolist()))
             nets[key] = nets.get(key, 0.0) + max(float(events[u]), 0.0)
             count[key] = count.get(key, 0) + 1
+    pieces: dict[tuple[str, int], list[int]] = {}
     for i, t in enumerate(tiles):
-        if t.col0 == 0:
-            continue
-        w = min(1.0, float(sum(blocks[t.block].source_events[t.col0 : t.col1])))
-        for r in range(t.row0, t.row1):
-            key = (i, (mains[(t.block, r)],))
-            nets[key] = nets.get(key, 0.0) + w
-            count[key] = count.get(key, 0) + 1
-    keys = list(nets)
+        if t.col0 > 0:
+            for r in range(t.row0, t.row1):
+                pieces.setdefault((t.block, r), []).append(i)
+    gathers: dict[tuple[int, tuple[int, ...]], float] = {}
+    gcount: dict[tuple[int, tuple[int, ...]], int] = {}
+    for (name, r), ps in pieces.items():
+        b = blocks[name]
+        own = float(events[offset[b.dest] + b.dest_start + r])
+        if own >= 0:
+            w = own
+        else:
+            w = min(1.0, sum(sum(b.source_events[tiles[p].col0 : tiles[p].col1]) for p in ps))
+        key = (mains[(name, r)], tuple(sorted(ps)))
+        gathers[key] = gathers.get(key, 0.0) + w
+        gcount[key] = gcount.get(key, 0) + 1
+    keys = list(nets) + list(gathers)
+    weight = [nets[k] for k in nets] + [gathers[k] for k in gathers]
+    counts = [count[k] for k in nets] + [gcount[k] for k in gathers]
     ptr = np.zeros(len(keys) + 1, dtype=np.int64)
     ptr[1:] = np.cumsum([len(k[1]) for k in keys])
     pins = np.fromiter((p for k in keys for p in k[1]), dtype=np.int64, count=int(ptr[-1]))
+    gather = np.zeros(len(keys), dtype=bool)
+    gather[len(keys) - len(gathers) :] = True
     return Hypergraph(
-        weight=np.array([nets[k] for k in keys], dtype=float),
-        count=np.array([count[k] for k in keys], dtype=np.int64),
+        weight=np.array(weight, dtype=float),
+        count=np.array(counts, dtype=np.int64),
+        gather=gather,
         src=np.array([k[0] for k in keys], dtype=np.int64),
         ptr=ptr,
         pins=pins,
@@ -131,7 +156,9 @@ def build(network: Network, tiles: Sequence[Tile]) -> Hypergraph:
 
 
 def core_traffic(hg: Hypergraph, core_of: np.ndarray, n_cores: int) -> np.ndarray:
-    """Events per step from core to core, each net counted once per distinct sink core.
+    """Events per step from core to core, each net counted once per distinct sink core
+    (a gather net once per distinct piece core other than the accumulator's, booked from the
+    piece's core to the accumulator's).
 
     Args:
         hg: the hypergraph.
@@ -148,5 +175,9 @@ def core_traffic(hg: Hypergraph, core_of: np.ndarray, n_cores: int) -> np.ndarra
     pairs = np.unique(net_of_pin * n_cores + dst)
     nets, dst = np.divmod(pairs, n_cores)
     src = np.where(hg.src[nets] >= 0, core_of[np.maximum(hg.src[nets], 0)], n_cores)
-    np.add.at(W, (src, dst), hg.weight[nets])
+    g = hg.gather[nets]
+    keep = ~g | (dst != src)  # a piece on the accumulator's core sends nothing
+    nets, dst, src, g = nets[keep], dst[keep], src[keep], g[keep]
+    # partial sums travel from the piece's core to the accumulator's
+    np.add.at(W, (np.where(g, dst, src), np.where(g, src, dst)), hg.weight[nets])
     return W

@@ -24,13 +24,20 @@ class CapacityError(ValueError):
     """The network does not fit the chip (names the block, its size and the limit)."""
 
 
-def make_tiles(network: Network, chip: ChipSpec, max_rows: int | None = None) -> list[Tile]:
+def make_tiles(
+    network: Network,
+    chip: ChipSpec,
+    max_rows: int | None = None,
+    col_cuts: dict[str, Sequence[int]] | None = None,
+) -> list[Tile]:
     """Cut every block into tiles that fit the largest core.
 
     Args:
         network: the network.
         chip: the chip (largest core capacity and fan-in decide the cuts).
         max_rows: optional finer row cut (atoms).
+        col_cuts: optional column cut points per block name (0 < cut < cols, increasing;
+            input-split tiling); the pieces must fit a core's synapses (one row) and fan-in.
 
     Returns:
         Tiles in network order, row-major within a block.
@@ -41,12 +48,18 @@ def make_tiles(network: Network, chip: ChipSpec, max_rows: int | None = None) ->
     for b in network.blocks:
         c_max = min(b.cols, s_max, chip.fan_in or b.cols)
         n_col = math.ceil(b.cols / c_max)
-        r_max = min(b.rows, n_max, s_max // math.ceil(b.cols / n_col))
+        ccut = np.linspace(0, b.cols, n_col + 1).round().astype(int)
+        if col_cuts and b.name in col_cuts:
+            ccut = np.array([0, *col_cuts[b.name], b.cols])
+        widest = int(np.diff(ccut).max())
+        if widest > c_max:
+            raise ValueError(f"col_cuts of block {b.name!r}: a piece of {widest} columns "
+                             f"exceeds the {c_max} a core takes")  # fmt: skip
+        r_max = min(b.rows, n_max, s_max // widest)
         if max_rows is not None:
             r_max = max(1, min(r_max, max_rows))
         n_row = math.ceil(b.rows / r_max)
         rcut = np.linspace(0, b.rows, n_row + 1).round().astype(int)
-        ccut = np.linspace(0, b.cols, n_col + 1).round().astype(int)
         for r0, r1 in itertools.pairwise(rcut):
             for c0, c1 in itertools.pairwise(ccut):
                 tiles.append(Tile(b.name, int(r0), int(r1), int(c0), int(c1)))
@@ -173,6 +186,11 @@ def violations(hg: Hypergraph, core_of: np.ndarray, chip: ChipSpec) -> list[str]
             continue
         c = int(core_of[hg.src[i]])
         targets = set(core_of[hg.sinks(i)].tolist())
+        if hg.gather[i]:  # partial sums: each piece core sends to the accumulator's core
+            for p in targets - {c}:
+                edges[p] = edges.get(p, 0) + int(hg.count[i])
+                dests.setdefault(p, set()).add(c)
+            continue
         edges[c] = edges.get(c, 0) + int(hg.count[i]) * len(targets)
         dests.setdefault(c, set()).update(targets - {c})
     for c, e in edges.items():

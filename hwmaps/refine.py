@@ -6,7 +6,8 @@ Objective (J per step), one net per source unit, a spike sent once per distinct 
     + e_{spike}\\big)
 
 with ``E`` the XY-route energy (E-W and N-S hops priced apart, chip crossings as links; 0 between
-cores behind one router) and ``E = 0`` for external sources. Every net keeps a count of its sink
+cores behind one router) and ``E = 0`` for external sources. A gather (partial-sum) net costs
+nothing, spike included, on its accumulator's own core (:mod:`hwmaps.hypergraph`). Every net keeps a count of its sink
 tiles per core, so a move is priced from the nets touching the moved tile only. Moves:
 
 * **move** one tile to a core that one of its nets already touches, when it fits;
@@ -66,7 +67,7 @@ class LocalSearch:
         a, b = np.meshgrid(self.cores, self.cores, indexing="ij")
         self.E = Geometry(chip).energy(a, b).tolist()
         self.spike = chip.e_spike_j
-        self.src, self.w = hg.src.tolist(), hg.weight.tolist()
+        self.src, self.w, self.g = hg.src.tolist(), hg.weight.tolist(), hg.gather.tolist()
         self.loc = loc.tolist()
         self.cnt = [Counter(self.loc[p] for p in hg.sinks(i).tolist()) for i in range(hg.n_nets)]
         self.pk = Packer(chip, hg)
@@ -88,17 +89,21 @@ class LocalSearch:
             wi = self.w[i]
             if wi == 0.0:
                 continue
-            si = self.src[i]
+            si, g = self.src[i], self.g[i]
             if si == t:
                 row_c, row_h = E[c], E[h]
-                d += wi * sum(row_c[x] - row_h[x] for x in self.cnt[i])
+                n = self.cnt[i]
+                d += wi * sum(row_c[x] - row_h[x] for x in n)
+                if g:  # the piece on the new core becomes free, one on the old core pays
+                    d += wi * spike * ((h in n) - (c in n))
                 continue
             n = self.cnt[i]
-            e_src = E[loc[si]] if si >= 0 else None
+            sc = loc[si] if si >= 0 else -1
+            e_src = E[sc] if si >= 0 else None
             if n[h] == 1:
-                d -= wi * ((e_src[h] if e_src else 0.0) + spike)
+                d -= wi * ((e_src[h] if e_src else 0.0) + (0.0 if g and h == sc else spike))
             if n.get(c, 0) == 0:
-                d += wi * ((e_src[c] if e_src else 0.0) + spike)
+                d += wi * ((e_src[c] if e_src else 0.0) + (0.0 if g and c == sc else spike))
         return d
 
     def apply(self, t: int, c: int) -> None:

@@ -16,9 +16,9 @@ from hwmaps.place import anneal, candidate_cores, cost_matrix, greedy_place
 ATOMS_PER_CORE = 8
 
 
-def atoms(network: Network, chip: ChipSpec) -> tuple[list[Tile], Hypergraph]:
-    """The core-sized tiles of :func:`make_tiles`, each cut into row pieces of at most
-    1/ATOMS_PER_CORE of the smallest core's neurons, and their traffic.
+def atoms(network: Network, chip: ChipSpec, col_cuts=None) -> tuple[list[Tile], Hypergraph]:
+    """The core-sized tiles of :func:`make_tiles` (``col_cuts`` passed on), each cut into row
+    pieces of at most 1/ATOMS_PER_CORE of the smallest core's neurons, and their traffic.
 
     Atoms nest inside the core-sized tiles, so a placement of those tiles (e.g. the
     ``sequential`` baseline's) is also a placement of the atoms (:func:`parent_tiles`).
@@ -26,7 +26,7 @@ def atoms(network: Network, chip: ChipSpec) -> tuple[list[Tile], Hypergraph]:
     n_min = int(chip.capacities()[0].min())
     step = max(1, n_min // ATOMS_PER_CORE)
     tiles = []
-    for t in make_tiles(network, chip):
+    for t in make_tiles(network, chip, col_cuts=col_cuts):
         cuts = np.linspace(t.row0, t.row1, -(-t.rows // step) + 1).round().astype(int)
         tiles += [Tile(t.block, int(a), int(b), t.col0, t.col1) for a, b in pairwise(cuts)]
     return tiles, build(network, tiles)

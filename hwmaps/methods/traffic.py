@@ -14,6 +14,13 @@ Seeds (all on the same atoms: fine row pieces nested in core-sized tiles):
    and ``metis_anneal`` (run first on the method's random stream, so with the same seed it is
    the very placement the ``metis_anneal`` method returns).
 
+**Tilings.** Every seed above is built on the plain tiling and, when some V block reads units
+produced by another block, also on the input-split tiling (:mod:`hwmaps.methods.split`: V blocks
+cut by inputs so each piece can sit beside its inputs' producer, partial sums of the rank units
+sent to the accumulating piece). All seeds of both tilings compete on the same objective (the
+energy of their own hypergraph) and the cheapest are polished; the split is kept only when
+it is cheaper.
+
 **Polish** each seed: alternate atom refinement (:func:`hwmaps.refine.refine`: moves, swaps,
 block-group moves that lower the objective within capacity) and re-annealing the core positions
 of the resulting clusters from where they are. Both steps only accept improvements, so the
@@ -23,6 +30,8 @@ objective, for every network and chip.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from hwmaps.chips.spec import ChipSpec
@@ -30,6 +39,7 @@ from hwmaps.hypergraph import Hypergraph, build, core_traffic
 from hwmaps.ir import Network
 from hwmaps.methods import register
 from hwmaps.methods.common import (
+    ATOMS_PER_CORE,
     atoms,
     check_fits,
     pack_into_clusters,
@@ -37,6 +47,7 @@ from hwmaps.methods.common import (
     place_clusters,
 )
 from hwmaps.methods.metis_anneal import metis_anneal
+from hwmaps.methods.split import input_split_cuts, split_order
 from hwmaps.partition import CapacityError, make_tiles
 from hwmaps.partition import sequential as sequential_cores
 from hwmaps.place import anneal, candidate_cores, cost_matrix
@@ -60,7 +71,8 @@ POLISH_PIN_BUDGET = 10000
 
 @register("traffic")
 def traffic(network: Network, chip: ChipSpec, rng: np.random.Generator, progress=False):
-    """Best of the seeds (affinity clusterings, sequential, metis_anneal), each polished."""
+    """Best of the seeds (affinity clusterings, sequential, metis_anneal), each polished, on the
+    plain tiling and on the input-split tiling (:mod:`hwmaps.methods.split`)."""
     tiles, hg = atoms(network, chip)
     check_fits(chip, hg, tiles)
     seeds: list[np.ndarray] = []
@@ -76,23 +88,50 @@ def traffic(network: Network, chip: ChipSpec, rng: np.random.Generator, progress
         seeds.append(np.asarray(seq)[parent_tiles(tiles, coarse)])
     except CapacityError:
         pass
-    inc = incidence(hg)
-    seeds += affinity_seeds(network, chip, tiles, hg, inc, rng)
-    block_of = [t.block for t in tiles]
-    ranked = sorted((energy(hg, c, chip), i) for i, c in enumerate(seeds))
-    best = (ranked[0][0], seeds[ranked[0][1]])
-    n_polish = max(POLISH_SEEDS, POLISH_PIN_BUDGET // max(1, len(hg.pins)))
-    for _, i in ranked[:n_polish]:
-        core_of, cost = polish(hg, seeds[i], chip, rng, inc, block_of)
+    variants = [(tiles, hg, seeds, list(range(hg.n_tiles)))]
+    step = max(1, int(chip.capacities()[0].min()) // ATOMS_PER_CORE)
+    cuts = input_split_cuts(network, chip, step)
+    if cuts:
+        s_tiles, s_hg = atoms(network, chip, cuts)
+        try:
+            check_fits(chip, s_hg, s_tiles)
+            variants.append((s_tiles, s_hg, [], split_order(s_tiles, network, cuts)))
+        except CapacityError:  # the extra partial-sum neurons do not fit the board
+            pass
+    _, best_v, best_core = search(network, chip, rng, variants)
+    return variants[best_v][0], best_core
+
+
+def search(network, chip, rng, variants):
+    """Rank all seeds of all tilings (given seeds + affinity seeds of the tiles packed in their
+    order), polish the cheapest; returns (objective, tiling index, core id per tile) of the best.
+
+    Args:
+        variants: [(tiles, hypergraph, seeds, packing order)], one per tiling.
+    """
+    ranked, pins = [], 1
+    for v, (tiles, hg, seeds, order) in enumerate(variants):
+        inc = incidence(hg)
+        for c in list(seeds) + affinity_seeds(network, chip, tiles, hg, inc, rng, order):
+            ranked.append((energy(hg, c, chip), v, len(ranked), c, inc))
+        pins = max(pins, len(hg.pins))
+    ranked.sort(key=lambda x: x[:3])
+    best = (*ranked[0][:2], ranked[0][3])
+    n_polish = max(POLISH_SEEDS, POLISH_PIN_BUDGET // pins)
+    for _, v, _, c, inc in ranked[:n_polish]:
+        tiles, hg = variants[v][:2]
+        core_of, cost = polish(hg, c, chip, rng, inc, [t.block for t in tiles])
         if cost < best[0]:
-            best = (cost, core_of)
-    return tiles, best[1]
+            best = (cost, v, core_of)
+    return best
 
 
-def affinity_seeds(network, chip, tiles, hg: Hypergraph, inc, rng) -> list[np.ndarray]:
-    """Seeds of step 1: three clusterings, each placed by constructive QAP + annealing."""
+def affinity_seeds(network, chip, tiles, hg: Hypergraph, inc, rng, order) -> list[np.ndarray]:
+    """Seeds of step 1: three clusterings of the tiles taken in ``order``, each placed by
+    constructive QAP + annealing."""
     pins_of = {i: set(hg.sinks(i).tolist()) | ({int(hg.src[i])} if hg.src[i] >= 0 else set())
                for i in range(hg.n_nets)}  # fmt: skip
+    prev = {t: p for p, t in pairwise(order)}  # the tile packed just before
 
     def choose(t, pk, n_open):
         score: dict[int, float] = {}
@@ -108,12 +147,13 @@ def affinity_seeds(network, chip, tiles, hg: Hypergraph, inc, rng) -> list[np.nd
         return [n_open - 1] if n_open else []
 
     def by_population(t, pk, n_open):  # graph order, a new population opens a new cluster
-        same = n_open and t > 0 and dest[t] == dest[t - 1]
-        return [int(pk.core_of[t - 1])] if same else []
+        p = prev.get(t)
+        same = n_open and p is not None and dest[t] == dest[p]
+        return [int(pk.core_of[p])] if same else []
 
     out = []
     for rule in (choose, in_order, by_population):
-        cluster_of = pack_into_clusters(chip, hg, tiles, range(hg.n_tiles), rule)
+        cluster_of = pack_into_clusters(chip, hg, tiles, order, rule)
         k = int(cluster_of.max()) + 1
         W = core_traffic(hg, cluster_of, k)[:k]
         np.fill_diagonal(W, 0)
