@@ -80,7 +80,13 @@ def _case_a(w, syn, units, blocks, names, rooms) -> float:
         free = syn + 1 <= fan_in
         count_room = min(count_room, fan_in - float(syn[free].min()) if free.any() else 0.0)
     free_w = _free_events(w[free], syn[free] + n_s, count_room, room_s)
-    return float(w.sum()) - free_w
+    return _paid(float(w.sum()), free_w)
+
+
+def _paid(total: float, free: float) -> float:
+    """total - free, with float noise (below 1e-9 of total) counted as 0."""
+    d = total - free
+    return d if d > 1e-9 * total else 0.0
 
 
 def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
@@ -153,5 +159,5 @@ def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
                 free[j] = joins[name]
         paid = float(w[~free].sum())
         free_w = _free_events(w[free], syn[free], room_n - n_s, room_s - s_s)
-        total += (paid + float(w[free].sum()) - free_w) * prefix[1]
+        total += _paid(paid + float(w[free].sum()), free_w) * prefix[1]
     return max(total, 0.0)
