@@ -90,7 +90,7 @@ class EventChain:
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
         self._flush_steps()
-        layers, acts, watch, param_dicts, layer_dicts, own = [], [], [], [], [], []
+        layers, acts, watch, param_dicts, layer_dicts, own, versions = [], [], [], [], [], [], []
         dummy_mem = np.zeros((1, 1), np.float32)
         dummy_vec = np.zeros(1, np.float32)
         for layer, act in self.plan:
@@ -112,15 +112,19 @@ class EventChain:
                     act.mem = torch.zeros(B, act.size)
                 mem, beta, lth = act.mem.numpy(), act.beta.numpy(), act.threshold.numpy()
                 code = 3 if act.reset_mode == "zero" else 2
-                watch.append((act.__dict__, "mem", id(act.mem)))
+                watch.append((act.__dict__, "mem", act.mem))
             g, V, Us_t, bias, th, thz = ctx.kernel_args
             layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
                            r._lat_units, mem, beta, lth))  # fmt: skip
             own.append({"state": r.state, "views": r._views, "gate": g.copy(), "counts": counts,
                         "in_units": r._in_units, "mem": act.mem if isinstance(act, LIF) else None})  # fmt: skip
             acts.append(code)
-            watch.append((r.__dict__, "state", id(r.state)))
-            watch.append((r.__dict__, "_in_units", id(r._in_units)))
+            watch.append((r.__dict__, "state", r.state))
+            watch.append((r.__dict__, "_in_units", r._in_units))
+            for name in ("_threshold", "_latent_threshold"):  # per-unit tensors: in-place edits
+                value = layer.__dict__[name]
+                if isinstance(value, Tensor):
+                    versions.append((value, value._version))
             param_dicts.append(layer._parameters)
             layer_dicts.append(layer.__dict__)
         self._packed = _kernels.as_layer_list(layers)  # a typed list: one cheap argument
@@ -128,6 +132,9 @@ class EventChain:
         self._watch, self._param_dicts, self._layer_dicts = watch, param_dicts, layer_dicts
         self._own = own
         self._params = [p for d in param_dicts for p in d.values() if p is not None]
+        self._param_slots = [(d, k, p) for d in param_dicts for k, p in d.items()]
+        self._versions = [(p, p._version) for p in self._params] + versions
+        self._epochs = [(d, d["_epoch"]) for d in layer_dicts]
         self._signature = self._current_signature()
         return True
 
@@ -166,18 +173,27 @@ class EventChain:
             tuple(map(_VERSION, self._params)),
             tuple(id(p) for d in self._param_dicts for p in d.values()),
             tuple(map(_EPOCH, self._layer_dicts)),
-            tuple(id(d.get(k)) for d, k, _ in self._watch),
         )
 
     def _still_valid(self) -> bool:
-        """Nothing the packed arguments depend on changed (parameters, thresholds, gates, state)."""
-        sig = self._signature
-        return (
-            tuple(id(d.get(k)) for d, k, _ in self._watch) == sig[3]
-            and tuple(map(_VERSION, self._params)) == sig[0]
-            and tuple(map(_EPOCH, self._layer_dicts)) == sig[2]
-            and tuple(id(p) for d in self._param_dicts for p in d.values()) == sig[1]
-        )
+        """Nothing the packed arguments depend on changed (parameters, thresholds, gates, state).
+
+        Plain loops with early exit: this runs every step, and at batch 1 it costs more than the
+        arithmetic of a sparse step.
+        """
+        for d, key, obj in self._watch:
+            if d.get(key) is not obj:
+                return False
+        for d, key, obj in self._param_slots:
+            if d.get(key) is not obj:
+                return False
+        for p, v in self._versions:
+            if p._version != v:
+                return False
+        for d, e in self._epochs:
+            if d["_epoch"] != e:
+                return False
+        return True
 
 
 def _modules(model: nn.Module) -> list[nn.Module]:

@@ -90,3 +90,17 @@ def test_chain_resyncs_on_the_same_steps_as_module_stepping():
             assert torch.equal(chain(xs[t]), plain(xs[t])), t
     assert fused[0]._runner.resync_ops == plain[0]._runner.resync_ops > 0
     assert fused[2]._runner.resync_ops == plain[2]._runner.resync_ops > 0
+
+
+def test_chain_sees_in_place_edits_of_per_unit_thresholds():
+    xs = torch.randn(10, 2, 10).cumsum(0) * 0.3
+    fused, plain = make(False), make(False)
+    for m in (fused, plain):
+        m[0].threshold = torch.full((10,), 0.1)
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(10):
+            if t == 4:
+                fused[0].threshold.mul_(5.0)  # in place: no setter runs
+                plain[0].threshold.mul_(5.0)
+            assert torch.equal(chain(xs[t]), plain(xs[t])), t
