@@ -263,6 +263,11 @@ class EventLinear(nn.Module):
         """Clear the event state and its counters (parameters and gates are kept)."""
         self._runner.reset()
 
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name in ("U", "s", "V", "bias") and "_epoch" in self.__dict__:
+            self.__dict__["_epoch"] += 1  # a replaced factor invalidates cached views
+
     def _apply(self, fn, recurse: bool = True):
         # .to(), .cuda(), .double(): tensors move, so cached views and the state are stale
         out = super()._apply(fn, recurse)

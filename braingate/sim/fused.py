@@ -62,13 +62,16 @@ class EventChain:
         self._watch: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
             return self.model(x)  # nothing has run yet: the module path raises the precise error
-        if self._packed is None or x.shape[0] != self._batch or not self._still_valid():
-            if not (x.shape[0] == self._batch and self._revive()) and not self._pack(x.shape[0]):
+        packed = self._packed
+        if packed is None or shape[0] != self._batch or not self._still_valid():
+            if not (shape[0] == self._batch and self._revive()) and not self._pack(shape[0]):
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
+            packed = self._packed
         xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
-        out = _kernels.chain_step_np(xn, self._packed, self._acts)
+        out = _kernels.chain_step_np(xn, packed, self._acts)
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
@@ -132,7 +135,6 @@ class EventChain:
         self._watch, self._param_dicts, self._layer_dicts = watch, param_dicts, layer_dicts
         self._own = own
         self._params = [p for d in param_dicts for p in d.values() if p is not None]
-        self._param_slots = [(d, k, p) for d in param_dicts for k, p in d.items()]
         self._versions = [(p, p._version) for p in self._params] + versions
         self._epochs = [(d, d["_epoch"]) for d in layer_dicts]
         self._signature = self._current_signature()
@@ -182,9 +184,6 @@ class EventChain:
         arithmetic of a sparse step.
         """
         for d, key, obj in self._watch:
-            if d.get(key) is not obj:
-                return False
-        for d, key, obj in self._param_slots:
             if d.get(key) is not obj:
                 return False
         for p, v in self._versions:

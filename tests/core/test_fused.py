@@ -104,3 +104,15 @@ def test_chain_sees_in_place_edits_of_per_unit_thresholds():
                 fused[0].threshold.mul_(5.0)  # in place: no setter runs
                 plain[0].threshold.mul_(5.0)
             assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+
+def test_chain_sees_a_replaced_factor():
+    xs = torch.randn(6, 2, 10).cumsum(0) * 0.3
+    fused, plain = make(False), make(False)
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(6):
+            if t == 3:
+                for m in (fused, plain):
+                    m[2].U = nn.Parameter(m[2].U.detach() * 2.0)
+            assert torch.equal(chain(xs[t]), plain(xs[t])), t
