@@ -69,6 +69,7 @@ def plots(doc: dict, out: Path) -> list[Path]:
         for row, v in r["rows"].items():
             ax.scatter(v["ops"], 100 * v["accuracy"], s=50, label=row)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on short ranges
         ax.set(title=name, xlabel="ops per sample (log)", ylabel="test accuracy (%)")
         ax.legend(fontsize=7)
     paths.append(_save(fig, out / "accuracy_vs_synops.png"))
