@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="small grid, few steps (smoke test)")
     p.add_argument("--out", default="results/event_vs_dense.json")
     p.add_argument("--latent-target", type=float, default=0.10)
+    p.add_argument("--activities", type=float, nargs="*", help="only these input activities")
     a = p.parse_args(argv)
     torch.set_grad_enabled(False)
     bg.calibrate()
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         grid = [(256, 32, 1, act) for act in (0.05, 1.0)]
         T = 30
     else:
-        acts = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25, 0.50, 1.0)
+        acts = a.activities or (0.005, 0.01, 0.02, 0.05, 0.10, 0.25, 0.50, 1.0)
         grid = [(n, R, B, act) for n in (256, 1024, 4096) for R in (32, 128) for B in (1, 16)
                 for act in acts]  # fmt: skip
         T = 150

@@ -224,8 +224,12 @@ class EventRunner:
 
     # -- auto mode ------------------------------------------------------------------------------
     def _prefer_dense(self, B: int, ctx: _Context) -> bool:
-        # last step's synops (or the would-be synops of the last dense step)
-        return ctx.cost.event_time(B, self.n, self._pred) > ctx.t_dense
+        # last step's synops (or the would-be synops of the last dense step), with hysteresis:
+        # near the crossover the predictions are noisy, and each switch to the event path costs
+        # a materialised state, so a path is left only for a clear (15 %) predicted gain
+        t_event = ctx.cost.event_time(B, self.n, self._pred)
+        margin = 0.85 if self._mark is not None else 1.0 / 0.85
+        return t_event > margin * ctx.t_dense
 
     def _dense_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
         """Exact low-rank step; leaves a :class:`_DenseMark` instead of updating the state."""
