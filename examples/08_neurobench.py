@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,17 +30,6 @@ import _data
 
 import braingate as bg
 from braingate.integrations.neurobench import NeuroBenchModel
-
-
-def train_dense(s: _data.Streams, epochs: int) -> nn.Sequential:
-    """Per-step MLP trained on the time-averaged logits (full batch, Adam)."""
-    model = nn.Sequential(nn.Linear(s.features, 32), nn.ReLU(), nn.Linear(32, s.classes))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(s.x_train).mean(0), s.y_train).backward()
-        opt.step()
-    return model.eval()
 
 
 def run_neurobench(model, view: str, x, y) -> dict:
@@ -70,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     s = _data.aeon_stream("BasicMotions")
     x, y = (s.x_test[:, :8], s.y_test[:8]) if args.quick else (s.x_test, s.y_test)
-    dense = train_dense(s, 40 if args.quick else 150)
+    dense = _data.train_mean_readout_mlp(s, 40 if args.quick else 150)
     event = bg.convert(copy.deepcopy(dense), rank=4, blocks=2, threshold=0.1,
                        latent_threshold=0.05)  # fmt: skip
 

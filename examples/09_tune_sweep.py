@@ -17,23 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
 
 from braingate.integrations.tune import CompressionEvaluator, sweep
-
-
-def train_dense(s: _data.Streams, epochs: int) -> nn.Sequential:
-    """Per-step MLP trained on the time-averaged logits (full batch, Adam)."""
-    model = nn.Sequential(nn.Linear(s.features, 32), nn.ReLU(), nn.Linear(32, s.classes))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(s.x_train).mean(0), s.y_train).backward()
-        opt.step()
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     s = _data.aeon_stream("BasicMotions")
     x, y = (s.x_test[:, :8], s.y_test[:8]) if args.quick else (s.x_test, s.y_test)
-    model = train_dense(s, 40 if args.quick else 150)
+    model = _data.train_mean_readout_mlp(s, 40 if args.quick else 150)
     # rank budget per layer, 2 gate blocks of which 1 or 2 stay on, input threshold (θ_z = θ/2)
     space = {"rank": [2, 4], "blocks": [2], "active_blocks": [1, 2], "threshold": [0.1, 0.4]}
     if not args.quick:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -76,3 +76,15 @@ def row_frames(rows: Tensor) -> Tensor:
     for t in range(T):
         frames[t:, :, t * F : (t + 1) * F] = rows[t]
     return frames
+
+
+def train_mean_readout_mlp(s: Streams, epochs: int, hidden: int = 32) -> nn.Sequential:
+    """Per-step MLP trained on the time-averaged logits (full batch, Adam): the small dense
+    baseline the NeuroBench and sweep examples convert."""
+    model = nn.Sequential(nn.Linear(s.features, hidden), nn.ReLU(), nn.Linear(hidden, s.classes))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(s.x_train).mean(0), s.y_train).backward()
+        opt.step()
+    return model.eval()

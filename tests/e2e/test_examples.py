@@ -58,3 +58,30 @@ def test_demo_quick_writes_artifacts_that_parse(tmp_path):
     for png in ("accuracy_vs_synops.png", "events_per_layer.png", "energy_breakdown.png"):
         img = mpimg.imread(tmp_path / png)
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+@pytest.mark.slow
+def test_map_to_chip_example_writes_its_report(tmp_path):
+    import subprocess
+
+    out = tmp_path / "map"
+    subprocess.run([sys.executable, str(EXAMPLES / "03_map_to_chip.py"), "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    assert any(out.iterdir())
+    jsons = list(out.rglob("*.json"))
+    assert jsons and all(json.loads(p.read_text()) for p in jsons)
+
+
+@pytest.mark.slow
+def test_neurobench_example_counts_match(tmp_path):
+    pytest.importorskip("neurobench")
+    rows = _load("08_neurobench.py").main(["--quick", "--out", str(tmp_path / "nb.json")])
+    assert json.loads((tmp_path / "nb.json").read_text())
+    assert rows
+
+
+@pytest.mark.slow
+def test_tune_sweep_example_serial_writes_a_pareto_front(tmp_path):
+    res = _load("09_tune_sweep.py").main(["--quick", "--serial", "--out", str(tmp_path)])
+    front = json.loads((tmp_path / "pareto.json").read_text())
+    assert res and front
