@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-
 # One intra-op thread: the suite's tensors are small, and on a shared 2-core machine a second
 # thread mostly adds contention (a tiny nn.Linear was measured 200x slower with 2 threads there).
 torch.set_num_threads(1)
