@@ -83,10 +83,6 @@ class EventRunner:
         self._dense_run = 0  # consecutive dense steps (auto mode)
 
     @property
-    def last_dense(self) -> bool:
-        return self._mark is not None
-
-    @property
     def input_unit_events(self) -> np.ndarray:
         """Events per input coordinate, summed over samples and steps (dense steps send all)."""
         return self._in_units + self._dense_samples
@@ -129,26 +125,34 @@ class EventRunner:
         )  # fmt: skip
         return self._ctx
 
+    def ensure_state(self, layer, ctx: _Context) -> None:
+        """Start from the zero state (consistent with the current gate) if there is none."""
+        if self.state is None:
+            U = layer._parameters["U"]
+            self.state = EventState.zeros(ctx.gate.shape[0], self.n, self.m, ctx.gate[:1],
+                                          U.dtype, U.device)  # fmt: skip
+            self._views = None
+
     # -- one step -------------------------------------------------------------------------------
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]
-        known = self.state.x_hat if self.state is not None else (self._mark and self._mark.x)
-        if known is not None and known is not False and known.shape[0] != B:
+        if self.state is not None:
+            known = self.state.x_hat
+        else:
+            known = self._mark.x if self._mark is not None else None
+        if known is not None and known.shape[0] != B:
             raise ValueError(
                 f"batch size changed from {known.shape[0]} to {B} mid-stream; "
                 "call layer.reset() (or bg.reset(model)) before a new stream"
             )
         ctx = self.context(layer, gate, B)
-        if auto and (known is None or known is False or self._prefer_dense(B, ctx)):
+        if auto and (known is None or self._prefer_dense(B, ctx)):
             out = self._dense_step(layer, x, ctx)
         else:
             if self._mark is not None and not self._materialise(layer, x, ctx):
                 out = self._dense_step(layer, x, ctx)  # the caller overwrote the last input
             else:
-                if self.state is None:
-                    self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], x.dtype,
-                                                  x.device)  # fmt: skip
-                    self._views = None
+                self.ensure_state(layer, ctx)
                 out = self._event_step(layer, x, ctx)
                 if auto:  # plain Python at batch 1: numpy's per-call cost exceeds the sum's
                     c = self.last_counts
@@ -181,9 +185,6 @@ class EventRunner:
 
     def _kernel_step(self, x: Tensor, ctx: _Context) -> Tensor:
         xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
-        return torch.from_numpy(self._kernel_np(xn, ctx))
-
-    def _kernel_np(self, xn: np.ndarray, ctx: _Context) -> np.ndarray:
         views = self._views
         if views is None:
             views = self._views = tuple(t.numpy() for t in self.state)
@@ -194,27 +195,7 @@ class EventRunner:
             xn, *views, g, V, Us_t, bias, th, thz, out, counts, self._in_units, self._lat_units,
         )  # fmt: skip
         self.last_counts = counts
-        return out
-
-    def step_np(self, layer, xn: np.ndarray) -> np.ndarray:
-        """Event step on a C-contiguous numpy ``(B, n)`` of the layer's dtype (CPU, compiled).
-
-        The fused network path (:mod:`braingate.sim.fused`) calls this to skip module dispatch;
-        the state and counters are the ones :meth:`step` uses, so both paths can alternate.
-        """
-        B = xn.shape[0]
-        if self._mark is not None or (self.state is not None and self.state.x_hat.shape[0] != B):
-            return self.step(layer, torch.from_numpy(xn), layer.gate_units(), False).numpy()
-        ctx = self.context(layer, layer.gate_units(), B)
-        if self.state is None:
-            U = layer._parameters["U"]
-            self.state = EventState.zeros(B, self.n, self.m, ctx.gate[:1], U.dtype, U.device)
-            self._views = None
-        out = self._kernel_np(xn, ctx)
-        self.steps += 1
-        if layer.resync_every and self.steps % layer.resync_every == 0:
-            self._resync(layer)
-        return out
+        return torch.from_numpy(out)
 
     def _resync(self, layer) -> None:
         U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()

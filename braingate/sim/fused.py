@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from braingate.functional import _kernels
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
-from braingate.state import EventState
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
@@ -101,9 +100,7 @@ class EventChain:
             if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
                 return False
             ctx = r.context(layer, layer.gate_units(), B)
-            if r.state is None:
-                U = layer._parameters["U"]
-                r.state = EventState.zeros(B, r.n, r.m, ctx.gate[:1], U.dtype, U.device)
+            r.ensure_state(layer, ctx)
             r._views = tuple(t.numpy() for t in r.state)
             counts = np.zeros((B, 5), np.int64)
             r.last_counts = counts
