@@ -40,6 +40,7 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
     R = V.shape[1]
     m = Us_t.shape[1]
     act = np.empty(R, np.int64)
+    sent = np.empty(n, np.uint8)
     for b in range(B):
         gate_ops = 0
         na = 0
@@ -63,12 +64,19 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
             if g:
                 act[na] = j
                 na += 1
+        # two passes: a branch-free (vectorisable) threshold test, then only the events
         ne = 0
         for i in range(n):
-            d = x[b, i] - x_hat[b, i]
-            if abs(d) > th[i]:
+            hit = abs(x[b, i] - x_hat[b, i]) > th[i]
+            sent[i] = hit
+            ne += hit
+        i = 0
+        found = 0
+        while found < ne:
+            if sent[i]:
+                found += 1
+                d = x[b, i] - x_hat[b, i]
                 x_hat[b, i] = x[b, i]
-                ne += 1
                 in_units[i] += 1
                 if na == R:
                     for j in range(R):
@@ -76,6 +84,7 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
                 else:
                     for a in range(na):
                         z[b, act[a]] += d * V[i, act[a]]
+            i += 1
         nl = 0
         for a in range(na):
             j = act[a]

@@ -13,7 +13,9 @@ of dense steps costs little more than the dense path itself.
 
 The per-step Python work is kept small on purpose: at batch 1 it, not the arithmetic, is what a
 sparse step costs. Everything that only changes with the parameters, thresholds, gate or cost
-model lives in a cached :class:`_Context`, rebuilt when any of them changes.
+model lives in a cached :class:`_Context`, rebuilt when any of them changes; a steady stream then runs
+through :meth:`EventRunner.hot_step`, which checks only what can change between steps (version
+counters, the state's identity, the input's shape and dtype) before the kernel call.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ class _Context(NamedTuple):
     cost: object  # the CostModel in force when the context was built
 
 
+class _Hot(NamedTuple):
+    """Everything a steady event-mode kernel step needs, and what must not change under it."""
+
+    state: EventState
+    epoch: int
+    versions: tuple  # ((tensor, _version), ...) of parameters and per-unit threshold tensors
+    shape: torch.Size  # (B, n) of the input
+    dtype: torch.dtype
+    np_dtype: type
+    args: tuple  # the kernel's arguments between the input and the output
+    tail: tuple  # counts, in_units, lat_units
+    grad_param: Tensor  # U: with autograd on and U requiring grad, the torch path runs instead
+    ctx: _Context  # what it was built from (auto mode reads the cost model's prediction)
+
+
 class _DenseMark(NamedTuple):
     """What a dense step leaves instead of a state: enough to build one on demand."""
 
@@ -64,10 +81,15 @@ class EventRunner:
         self.reset()
 
     def reset(self) -> None:
+        # the cached _Context survives: its key covers everything it depends on
         self.state: EventState | None = None
+        self._hot: _Hot | None = None
         self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
         self._views: tuple | None = None  # numpy views of the state, for the kernel
-        self._ctx: _Context | None = None
+        if not hasattr(self, "_ctx"):
+            self._ctx: _Context | None = None
+            self._basis: tuple | None = None  # factors (id, version) the accumulators match
+        self._counts_buf: np.ndarray | None = None
         self.steps = 0
         self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
         self.resync_ops = 0  # summed over samples
@@ -103,6 +125,12 @@ class EventRunner:
         ctx = self._ctx
         if ctx is not None and ctx.key == key:
             return ctx
+        basis = (id(U), U._version, id(s), s._version, id(V), V._version)
+        if basis != self._basis:
+            # the factors changed mid-stream: the accumulators were built with the old ones
+            self._basis, self._mark = basis, None
+            if self.state is not None:
+                self._resync(layer)
         with torch.no_grad():
             g = gate.expand(B, -1).contiguous()
             g_np = g.cpu().numpy()
@@ -134,6 +162,57 @@ class EventRunner:
             self._views = None
 
     # -- one step -------------------------------------------------------------------------------
+    def hot_step(self, layer, x, auto: bool) -> Tensor | None:
+        """The event step of a steady stream in as little Python as possible, or None.
+
+        None (nothing done) unless the last step was a kernel step of the same layer on the same
+        state, with the same parameters, thresholds, gate, cost model, input shape and dtype, and
+        (auto mode) the event path is still predicted to be the faster one; the caller then takes
+        the checked path (:meth:`step`), which raises on bad input.
+        """
+        hot = self._hot
+        if (
+            hot is None
+            or self.state is not hot.state
+            or layer._epoch != hot.epoch
+            or not isinstance(x, Tensor)
+            or x.shape != hot.shape
+            or x.dtype is not hot.dtype
+            or not x.is_cpu
+            or x.requires_grad
+            or (torch.is_grad_enabled() and hot.grad_param.requires_grad)
+        ):
+            return None
+        for t, v in hot.versions:
+            if t._version != v:
+                return None
+        if auto:
+            ctx = hot.ctx
+            if ctx.cost is not current_cost_model("cpu") or self._prefer_dense(hot.shape[0], ctx):
+                return None
+        xn = (x if x.is_contiguous() else x.contiguous()).numpy()
+        out = np.empty((hot.shape[0], self.m), hot.np_dtype)
+        counts = hot.tail[0]
+        _kernels.event_step_np(xn, *hot.args, out, *hot.tail)
+        self.last_counts = counts
+        if auto:
+            self._pred = int(counts[0, 2]) if hot.shape[0] == 1 else float(counts[:, 2].sum())
+        self.steps += 1
+        k = layer.resync_every
+        if k and self.steps % k == 0:
+            self._resync(layer)
+        return torch.from_numpy(out)
+
+    def _make_hot(self, layer, x: Tensor, ctx: _Context) -> None:
+        P = layer._parameters
+        tracked = [t for t in P.values() if t is not None]
+        tracked += [v for v in (layer._threshold, layer._latent_threshold) if isinstance(v, Tensor)]
+        self._hot = _Hot(
+            self.state, layer._epoch, tuple((t, t._version) for t in tracked), x.shape, x.dtype,
+            np.float64 if x.dtype == torch.float64 else np.float32, (*self._views, *ctx.kernel_args),
+            (self._counts_buf, self._in_units, self._lat_units), P["U"], ctx,
+        )  # fmt: skip
+
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]
         if self.state is not None:
@@ -154,6 +233,8 @@ class EventRunner:
             else:
                 self.ensure_state(layer, ctx)
                 out = self._event_step(layer, x, ctx)
+                if self._views is not None and x.is_cpu:
+                    self._make_hot(layer, x, ctx)
                 if auto:  # plain Python at batch 1: numpy's per-call cost exceeds the sum's
                     c = self.last_counts
                     self._pred = int(c[0, 2]) if B == 1 else float(c[:, 2].sum())
@@ -189,7 +270,9 @@ class EventRunner:
         if views is None:
             views = self._views = tuple(t.numpy() for t in self.state)
         out = np.empty((xn.shape[0], self.m), xn.dtype)
-        counts = np.empty((xn.shape[0], 5), np.int64)
+        counts = self._counts_buf
+        if counts is None or counts.shape[0] != xn.shape[0]:
+            counts = self._counts_buf = np.empty((xn.shape[0], 5), np.int64)
         g, V, Us_t, bias, th, thz = ctx.kernel_args
         _kernels.event_step_np(
             xn, *views, g, V, Us_t, bias, th, thz, out, counts, self._in_units, self._lat_units,

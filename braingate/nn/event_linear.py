@@ -14,6 +14,9 @@ from braingate.nn._event_runner import EventRunner
 
 __all__ = ["EventLinear"]
 
+# attributes whose replacement invalidates the event runtime's cached views
+_CACHED = frozenset({"U", "s", "V", "bias", "threshold_raw", "latent_threshold_raw"})
+
 
 class EventLinear(nn.Module):
     r"""Linear layer with weight ``W ≈ U·diag(s⊙g)·Vᵀ`` that can recompute only what changed.
@@ -34,7 +37,9 @@ class EventLinear(nn.Module):
       At every step ``|y − W_g x|∞ ≤ θ‖U diag(s⊙g) Vᵀ‖∞ + θ_z‖U diag(s⊙g)‖∞`` (row-sum norms),
       with no growth over time; with ``θ = θ_z = 0`` it equals the dense path up to rounding.
       Rounding cannot accumulate either: every ``resync_every`` steps the accumulators are
-      recomputed exactly from the transmitted references (``0`` disables it).
+      recomputed exactly from the transmitted references (``0`` disables it). Changing ``U``,
+      ``s`` or ``V`` mid-stream (an optimizer step, an in-place edit, a replaced factor) triggers
+      the same re-sync at the next step, so the bound holds for the new weights at once.
     - ``"auto"``: per step, the path that the device's cost model (:func:`braingate.calibrate`)
       predicts to be faster; both leave the state consistent.
 
@@ -265,7 +270,7 @@ class EventLinear(nn.Module):
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)
-        if name in ("U", "s", "V", "bias") and "_epoch" in self.__dict__:
+        if name in _CACHED and "_epoch" in self.__dict__:
             self.__dict__["_epoch"] += 1  # a replaced factor invalidates cached views
 
     def _apply(self, fn, recurse: bool = True):
@@ -283,6 +288,11 @@ class EventLinear(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
+        mode = self._execution
+        if mode != "dense":  # a steady event stream: the lean path (None if it does not apply)
+            out = self._runner.hot_step(self, x, mode == "auto")
+            if out is not None:
+                return out
         check.layer_input(x, self.in_features, self.U.dtype, self.U.device)
         gate = self.gate_units()
         if self._execution == "dense":
