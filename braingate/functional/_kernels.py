@@ -19,6 +19,7 @@ __all__ = [
     "count_over_np",
     "event_step_np",
     "lif_step_np",
+    "synops_total",
 ]
 
 AVAILABLE = False
@@ -35,7 +36,8 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
                    in_units, lat_units):  # fmt: skip
     """Arguments: numpy views of the state (updated in place); ``out`` receives ``y + bias``;
     ``counts[b]`` receives the :data:`braingate.state.COUNT_FIELDS` of sample ``b``;
-    ``in_units`` / ``lat_units`` accumulate events per input coordinate / rank unit."""
+    ``in_units`` / ``lat_units`` accumulate events per input coordinate / rank unit. (No return
+    value: returning one measurably slows the compiled loop, ~0.5 µs at n = 1024.)"""
     B, n = x.shape
     R = V.shape[1]
     m = Us_t.shape[1]
@@ -105,6 +107,17 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
 
 
 event_step_np = njit(cache=True, nogil=True)(_event_step_py) if AVAILABLE else _event_step_py
+
+
+def _synops_total_py(counts):
+    """``counts[:, 2].sum()`` without numpy's per-call overhead (auto mode needs it every step)."""
+    total = 0
+    for b in range(counts.shape[0]):
+        total += counts[b, 2]
+    return total
+
+
+synops_total = njit(cache=True, nogil=True)(_synops_total_py) if AVAILABLE else _synops_total_py
 
 
 def _count_over_py(a, b, th):

@@ -13,11 +13,14 @@ class CostModel:
 
     .. math::
         t_{event} = a_0 + a_1·Bn + a_2·\mathrm{synops},\qquad
-        t_{dense} = d_0 + d_1·B(n+m)R_{act}
+        t_{dense} = d_0 + d_1·B(n+m)R_{act} + d_2·(n+m)R_{act}
 
     Fitted by :func:`braingate.calibrate` on the current device; auto mode takes the event path
     when its prediction (from the previous step's synops) is below the dense one. One
     coefficient serves both halves of the step: each is a loop over contiguous factor rows.
+    The dense model's last term is the factors' memory traffic, paid once per step whatever the
+    batch: at batch 1 a GEMM is a memory-bound GEMV, at batch 16 the same bytes serve 16 rows, so
+    a model with a per-op term alone, fitted on both, misjudges one of them.
     """
 
     event_fixed: float
@@ -25,6 +28,7 @@ class CostModel:
     event_per_synop: float
     dense_fixed: float
     dense_per_op: float
+    dense_per_weight: float = 0.0
     device: str = "uncalibrated"
 
     def event_time(self, batch: int, n: int, synops: float) -> float:
@@ -33,7 +37,8 @@ class CostModel:
 
     def dense_time(self, batch: int, n: int, m: int, active_rank: int) -> float:
         """Predicted seconds of one dense low-rank step."""
-        return self.dense_fixed + self.dense_per_op * batch * (n + m) * active_rank
+        ops = (n + m) * active_rank
+        return self.dense_fixed + (self.dense_per_op * batch + self.dense_per_weight) * ops
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -52,13 +52,13 @@ class _Context(NamedTuple):
 class _Hot(NamedTuple):
     """Everything a steady event-mode kernel step needs, and what must not change under it."""
 
-    state: EventState
+    state: EventState | None
     epoch: int
     versions: tuple  # ((tensor, _version), ...) of parameters and per-unit threshold tensors
     shape: torch.Size  # (B, n) of the input
     dtype: torch.dtype
     np_dtype: type
-    args: tuple  # the kernel's arguments between the input and the output
+    args: tuple | None  # the kernel's arguments between input and output; None after a dense step
     tail: tuple  # counts, in_units, lat_units
     grad_param: Tensor  # U: with autograd on and U requiring grad, the torch path runs instead
     ctx: _Context  # what it was built from (auto mode reads the cost model's prediction)
@@ -157,23 +157,22 @@ class EventRunner:
         """Start from the zero state (consistent with the current gate) if there is none."""
         if self.state is None:
             U = layer._parameters["U"]
-            self.state = EventState.zeros(ctx.gate.shape[0], self.n, self.m, ctx.gate[:1],
+            self.state = EventState.zeros(ctx.gate.shape[0], self.n, self.m, ctx.gate,
                                           U.dtype, U.device)  # fmt: skip
             self._views = None
 
     # -- one step -------------------------------------------------------------------------------
     def hot_step(self, layer, x, auto: bool) -> Tensor | None:
-        """The event step of a steady stream in as little Python as possible, or None.
+        """One step of a steady stream in as little Python as possible, or None.
 
-        None (nothing done) unless the last step was a kernel step of the same layer on the same
-        state, with the same parameters, thresholds, gate, cost model, input shape and dtype, and
-        (auto mode) the event path is still predicted to be the faster one; the caller then takes
-        the checked path (:meth:`step`), which raises on bad input.
+        None (nothing done) unless the last step ran on the same parameters, thresholds, gate,
+        cost model, input shape and dtype, and this step takes the same path: a kernel step on
+        the same state, or (auto mode) another dense step. The caller then takes the checked path
+        (:meth:`step`), which raises on bad input and handles every switch.
         """
         hot = self._hot
         if (
             hot is None
-            or self.state is not hot.state
             or layer._epoch != hot.epoch
             or not isinstance(x, Tensor)
             or x.shape != hot.shape
@@ -186,30 +185,43 @@ class EventRunner:
         for t, v in hot.versions:
             if t._version != v:
                 return None
+        B = hot.shape[0]
         if auto:
             ctx = hot.ctx
-            if ctx.cost is not current_cost_model("cpu") or self._prefer_dense(hot.shape[0], ctx):
+            if ctx.cost is not current_cost_model("cpu"):
                 return None
+            dense = self._prefer_dense(B, ctx)
+            if self._mark is not None:  # the last step was dense
+                if not dense:
+                    return None  # switching to events: the checked path builds the state
+                self.steps += 1
+                return self._dense_step(layer, x, ctx)
+            if dense:
+                return None
+        if hot.args is None or self.state is not hot.state:
+            return None
         xn = (x if x.is_contiguous() else x.contiguous()).numpy()
-        out = np.empty((hot.shape[0], self.m), hot.np_dtype)
+        out = np.empty((B, self.m), hot.np_dtype)
         counts = hot.tail[0]
         _kernels.event_step_np(xn, *hot.args, out, *hot.tail)
         self.last_counts = counts
         if auto:
-            self._pred = int(counts[0, 2]) if hot.shape[0] == 1 else float(counts[:, 2].sum())
+            self._pred = _kernels.synops_total(counts)
         self.steps += 1
         k = layer.resync_every
         if k and self.steps % k == 0:
             self._resync(layer)
         return torch.from_numpy(out)
 
-    def _make_hot(self, layer, x: Tensor, ctx: _Context) -> None:
+    def _make_hot(self, layer, x: Tensor, ctx: _Context, kernel: bool) -> None:
+        """Record what :meth:`hot_step` needs after a checked step (``kernel``: a kernel step)."""
         P = layer._parameters
         tracked = [t for t in P.values() if t is not None]
         tracked += [v for v in (layer._threshold, layer._latent_threshold) if isinstance(v, Tensor)]
         self._hot = _Hot(
-            self.state, layer._epoch, tuple((t, t._version) for t in tracked), x.shape, x.dtype,
-            np.float64 if x.dtype == torch.float64 else np.float32, (*self._views, *ctx.kernel_args),
+            self.state if kernel else None, layer._epoch, tuple((t, t._version) for t in tracked),
+            x.shape, x.dtype, np.float64 if x.dtype == torch.float64 else np.float32,
+            (*self._views, *ctx.kernel_args) if kernel else None,
             (self._counts_buf, self._in_units, self._lat_units), P["U"], ctx,
         )  # fmt: skip
 
@@ -227,6 +239,8 @@ class EventRunner:
         ctx = self.context(layer, gate, B)
         if auto and (known is None or self._prefer_dense(B, ctx)):
             out = self._dense_step(layer, x, ctx)
+            if x.is_cpu:
+                self._make_hot(layer, x, ctx, kernel=False)
         else:
             if self._mark is not None and not self._materialise(layer, x, ctx):
                 out = self._dense_step(layer, x, ctx)  # the caller overwrote the last input
@@ -234,10 +248,9 @@ class EventRunner:
                 self.ensure_state(layer, ctx)
                 out = self._event_step(layer, x, ctx)
                 if self._views is not None and x.is_cpu:
-                    self._make_hot(layer, x, ctx)
-                if auto:  # plain Python at batch 1: numpy's per-call cost exceeds the sum's
-                    c = self.last_counts
-                    self._pred = int(c[0, 2]) if B == 1 else float(c[:, 2].sum())
+                    self._make_hot(layer, x, ctx, kernel=True)
+                if auto:
+                    self._pred = float(self.last_counts[:, 2].sum())
         self.steps += 1
         if layer.resync_every and self.steps % layer.resync_every == 0 and self.state is not None:
             self._resync(layer)
@@ -304,15 +317,14 @@ class EventRunner:
         out = zs @ ctx.U_t if b is None else torch.addmm(b, zs, ctx.U_t)
         prev = self._mark
         self._dense_run = self._dense_run + 1 if prev is not None else 0
-        if self._dense_run % 4 == 0 and (prev is not None or self.state is not None):
+        if self._dense_run % 8 == 0 and (prev is not None or self.state is not None):
             # would-be events against the last step: what the event path would have sent
-            # (refreshed every 4th dense step: a stale estimate delays a switch by <= 3 steps)
+            # (refreshed every 8th dense step: a stale estimate delays a switch by <= 7 steps)
             _, _, _, _, th, thz = ctx.kernel_args
             px, pz = (prev.x, prev.z) if prev is not None else (self.state.x_hat, self.state.z_hat)
             if prev is None or prev.x._version == prev.x_version:
-                ie = _count_over(x, px, th)
-                le = _count_over(z, pz, thz) * ctx.mean_active / self.rank
-                self._pred = ie * ctx.mean_active + le * self.m
+                ie, le = _count_over(x, px, th), _count_over(z, pz, thz)
+                self._pred = (ie + le * self.m / self.rank) * ctx.mean_active
         self._mark = _DenseMark(x, x._version, z, out)
         self.state, self._views = None, None
         if ctx.full_gate:
@@ -338,12 +350,14 @@ class EventRunner:
         return True
 
 
-def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> float:
-    if a.device.type == "cpu" and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
-        if a.requires_grad or b.requires_grad:
-            a, b = a.detach(), b.detach()
-        return float(_kernels.count_over_np(a.contiguous().numpy(), b.contiguous().numpy(), th))
-    return float(((a - b).abs() > torch.as_tensor(th, device=a.device)).sum())
+def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> int:
+    """Entries with ``|a − b| > th`` (``th`` per column)."""
+    if a.is_cpu and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
+        a, b = a.detach(), b.detach()
+        an = (a if a.is_contiguous() else a.contiguous()).numpy()
+        bn = (b if b.is_contiguous() else b.contiguous()).numpy()
+        return _kernels.count_over_np(an, bn, th)
+    return int(((a - b).abs() > torch.as_tensor(th, device=a.device)).sum())
 
 
 def _threshold_key(layer, name: str, params: dict) -> object:

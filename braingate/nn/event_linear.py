@@ -301,7 +301,7 @@ class EventLinear(nn.Module):
                     f"per-sample gate for B={gate.shape[0]} does not match input shape "
                     f"{tuple(x.shape)}; pass (..., {gate.shape[0]}, {self.in_features})"
                 )
-            return lowrank_linear(x, self.U, self.s, self.V, self.bias, gate)
+            return lowrank_linear(x, self.U, self.s, self.V, self.bias, self._gate)
         if x.dim() != 2:
             raise ValueError(
                 f"execution={self._execution!r} takes one time step of shape (B, "

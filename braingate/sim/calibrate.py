@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from braingate.functional.cost import CostModel, set_cost_model
+from braingate.functional.cost import CostModel, current_cost_model, set_cost_model
 from braingate.nn.event_linear import EventLinear
 
 __all__ = ["calibrate"]
@@ -20,15 +20,15 @@ _MEMO: dict[str, CostModel] = {}
 
 def _cache_file(device: torch.device) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "braingate"
-    tag = f"cost-{device.type}-torch{torch.__version__}-threads{torch.get_num_threads()}.json"
+    tag = f"cost-v2-{device.type}-torch{torch.__version__}-threads{torch.get_num_threads()}.json"
     return root / tag
 
 
 def calibrate(device: torch.device | str | None = None, *, force: bool = False) -> CostModel:
     """Measure event and dense step times here and install the fitted :class:`CostModel`.
 
-    Times the event step (compiled kernel on CPU) and the dense low-rank step of probe layers
-    over a range of shapes and activities, and fits the linear models of
+    Times the two paths exactly as auto mode runs them (probe layers in auto mode, the decision
+    forced one way), over a range of shapes, batch sizes and activities, and fits the models of
     :class:`~braingate.functional.cost.CostModel` by least squares. The result is cached in
     memory and on disk (``~/.cache/braingate``); ``force=True`` measures again.
 
@@ -74,34 +74,50 @@ def _time(fn, reps: int, sync=None) -> float:
     return float(np.median(means))
 
 
+#: Probe layers (n = m, R, B): batch 1 to 16 at several shapes, so the dense model can separate
+#: the per-op term from the per-step weight traffic.
+_PROBES = ((128, 16, 1), (256, 32, 1), (1024, 128, 1), (512, 64, 4), (1024, 32, 16),
+           (256, 128, 16), (1024, 128, 16), (2048, 64, 1), (2048, 64, 16))  # fmt: skip
+
+# cost models that force auto mode's decision: 1 s per step on the other path
+_ALWAYS_DENSE = CostModel(1.0, 0.0, 0.0, 0.0, 0.0, device="probe")
+_ALWAYS_EVENT = CostModel(0.0, 0.0, 0.0, 1.0, 0.0, device="probe")
+
+
 def _measure(dev: torch.device) -> CostModel:
     """Time both paths of probe layers; fit ``t = c·features`` by non-negative least squares."""
     gen = torch.Generator().manual_seed(0)
     ev_rows, ev_t, de_rows, de_t = [], [], [], []
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    with torch.no_grad():
-        for n, R, B in ((128, 16, 1), (256, 32, 1), (1024, 128, 1), (512, 64, 4), (1024, 32, 16)):
-            layer = EventLinear(n, n, R).to(dev)
-            x0 = torch.randn(B, n, generator=gen).to(dev)
-            layer.execution = "dense"
-            de_rows.append([1.0, B * 2 * n * R])
-            de_t.append(_time(lambda layer=layer, x=x0: layer(x), 10, sync))
-            layer.execution = "event"
-            for frac in (0.0, 0.02, 0.1, 0.3, 1.0):
-                k = int(frac * n)
-                xs = [x0.clone(), x0.clone()]
-                xs[1][:, :k] += 1.0
+    installed = current_cost_model(dev.type)
+    try:
+        with torch.no_grad():
+            for n, R, B in _PROBES:
+                layer = EventLinear(n, n, R).to(dev)
+                layer.execution = "auto"
+                x0 = torch.randn(B, n, generator=gen).to(dev)
+                set_cost_model(dev.type, _ALWAYS_DENSE)
                 layer.reset()
-                layer(xs[0])
-                flip = [0]
+                de_rows.append([1.0, B * 2 * n * R, 2 * n * R])
+                de_t.append(_time(lambda layer=layer, x=x0: layer(x), 10, sync))
+                set_cost_model(dev.type, _ALWAYS_EVENT)
+                for frac in (0.0, 0.02, 0.1, 0.3, 1.0):
+                    k = int(frac * n)
+                    xs = [x0.clone(), x0.clone()]
+                    xs[1][:, :k] += 1.0
+                    layer.reset()
+                    layer(xs[0])
+                    flip = [0]
 
-                def ev(layer=layer, xs=xs, flip=flip):
-                    flip[0] ^= 1
-                    layer(xs[flip[0]])
+                    def ev(layer=layer, xs=xs, flip=flip):
+                        flip[0] ^= 1
+                        layer(xs[flip[0]])
 
-                ev_t.append(_time(ev, 10, sync))
-                c = layer._runner.last_counts
-                ev_rows.append([1.0, B * n, float(c[:, 2].sum())])
+                    ev_t.append(_time(ev, 10, sync))
+                    c = layer._runner.last_counts
+                    ev_rows.append([1.0, B * n, float(c[:, 2].sum())])
+    finally:
+        set_cost_model(dev.type, installed)
     a = _nonneg_lstsq(np.array(ev_rows), np.array(ev_t))
     d = _nonneg_lstsq(np.array(de_rows), np.array(de_t))
     return CostModel(*a, *d, device=str(dev))

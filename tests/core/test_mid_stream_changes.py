@@ -119,3 +119,28 @@ def test_threshold_edits_in_place_reach_the_lean_path():
             b.threshold = torch.full((10,), 0.8)
         with torch.no_grad():
             assert torch.equal(a(xs[t]), b(xs[t])), t
+
+
+def test_auto_mode_switching_back_and_forth_stays_exact():
+    """Forced switches (a cost model swapped every few steps) between the lean dense and event
+    steps and the checked ones: the output equals the dense path at θ = θz = 0 throughout."""
+    from braingate.functional.cost import CostModel, current_cost_model, set_cost_model
+
+    always_dense = CostModel(1.0, 0.0, 0.0, 0.0, 0.0, device="test")
+    always_event = CostModel(0.0, 0.0, 0.0, 1.0, 0.0, device="test")
+    torch.manual_seed(4)
+    layer = bg.EventLinear(20, 12, 8, blocks=2)
+    layer.execution = "auto"
+    xs = torch.randn(40, 3, 20).cumsum(0)
+    installed = current_cost_model("cpu")
+    paths = []
+    try:
+        with torch.no_grad():
+            for t in range(40):
+                set_cost_model("cpu", always_dense if (t // 5) % 2 else always_event)
+                y = layer(xs[t])
+                paths.append("D" if layer._runner._mark is not None else "E")
+                torch.testing.assert_close(y, dense_out(layer, xs[t]), rtol=1e-5, atol=1e-5)
+    finally:
+        set_cost_model("cpu", installed)
+    assert "".join(paths).count("DE") >= 3 and "".join(paths).count("ED") >= 3
