@@ -20,6 +20,7 @@ counters, the state's identity, the input's shape and dtype) before the kernel c
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +33,13 @@ from braingate.functional.event_step import event_step, resync
 from braingate.state import EventState
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+_VERSION = operator.attrgetter("_version")
+
+
+def version_sum(tensors) -> int:
+    """Sum of the tensors' version counters: it changes iff one of them was modified in place
+    (the counters only grow), at the cost of one C-level loop."""
+    return sum(map(_VERSION, tensors))
 
 
 class _Context(NamedTuple):
@@ -47,6 +55,7 @@ class _Context(NamedTuple):
     dense_counts: np.ndarray  # counts of a dense step, (B, 5)
     t_dense: float  # predicted seconds of a dense step
     cost: object  # the CostModel in force when the context was built
+    tracked: tuple  # tensors whose in-place edits invalidate it (see _kernel_array)
 
 
 class _Hot(NamedTuple):
@@ -54,7 +63,8 @@ class _Hot(NamedTuple):
 
     state: EventState | None
     epoch: int
-    versions: tuple  # ((tensor, _version), ...) of parameters and per-unit threshold tensors
+    tracked: tuple  # parameters and per-unit threshold tensors
+    version_sum: int  # of their version counters (each only grows, so the sum moves with any)
     shape: torch.Size  # (B, n) of the input
     dtype: torch.dtype
     np_dtype: type
@@ -80,18 +90,44 @@ class EventRunner:
         self.n, self.m, self.rank = n, m, rank
         self.reset()
 
-    def reset(self) -> None:
-        # the cached _Context survives: its key covers everything it depends on
-        self.state: EventState | None = None
-        self._hot: _Hot | None = None
+    def reset(self, gate: Tensor | None = None, *, drop: bool = False) -> None:
+        """Start a new stream: the zero state (consistent with ``gate``), counters cleared.
+
+        A state the compiled kernel steps on is zeroed in place, so the lean path and compiled
+        chains keep their arrays (a chain registered in ``listeners`` is told first); until the
+        next step the batch size may still change. ``drop=True`` (or a state on the autograd
+        graph, or no gate given) drops the state instead; the next step builds a new one.
+        """
+        for notify in list(getattr(self, "listeners", ())):
+            callback = notify()
+            if callback is not None:
+                callback()
+        st = getattr(self, "state", None)  # None in __init__
+        if (
+            not drop
+            and gate is not None
+            and st is not None
+            and self._views is not None
+            and self._mark is None
+            and not st.y.requires_grad
+        ):
+            for arr in self._views[:4]:  # x_hat, z, z_hat, y: the numpy views alias the state
+                arr.fill(0)
+            st.gate.copy_(gate.expand_as(st.gate))
+            self._fresh = True  # zero state, no step yet: a new batch size is allowed
+        else:
+            self.state: EventState | None = None
+            self._hot: _Hot | None = None
+            self._views: tuple | None = None  # numpy views of the state, for the kernel
+            self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
+            self._counts_buf: np.ndarray | None = None
+            self._fresh = False
         self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
-        self._views: tuple | None = None  # numpy views of the state, for the kernel
-        if not hasattr(self, "_ctx"):
+        if not hasattr(self, "_ctx"):  # the cached _Context survives: its key covers its inputs
             self._ctx: _Context | None = None
             self._basis: tuple | None = None  # factors (id, version) the accumulators match
-        self._counts_buf: np.ndarray | None = None
+            self.listeners: list = []  # weak references to callbacks run before each reset
         self.steps = 0
-        self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
         self.resync_ops = 0  # summed over samples
         if hasattr(self, "_in_units"):  # zeroed in place: compiled chains hold these arrays
             for arr in (self._in_units, self._lat_units, self._lat_units_dense):
@@ -103,6 +139,13 @@ class EventRunner:
         self._dense_samples = 0  # samples × dense steps taken under a full gate
         self._pred = 0.0  # synops expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)
+
+    def __getstate__(self) -> dict:
+        # copies and pickles drop what is derived: numpy views would no longer alias the copied
+        # state tensors, and the cached context would outlive the class that defines it
+        state = self.__dict__.copy()
+        state.update(_views=None, _hot=None, _ctx=None, _basis=None, listeners=[])
+        return state
 
     @property
     def input_unit_events(self) -> np.ndarray:
@@ -131,15 +174,21 @@ class EventRunner:
             self._basis, self._mark = basis, None
             if self.state is not None:
                 self._resync(layer)
+        st = self.state
+        if self._fresh and st is not None and st.gate.shape[0] == B:
+            st.gate.copy_(gate.expand(B, -1))  # a zero state is consistent with any gate
         with torch.no_grad():
             g = gate.expand(B, -1).contiguous()
             g_np = g.cpu().numpy()
             dt = np.float64 if U.dtype == torch.float64 else np.float32
             Us_t = (U * s).t().contiguous().cpu().numpy().astype(dt, copy=False)
             Vn = V.detach().contiguous().cpu().numpy().astype(dt, copy=False)
-            bias = np.zeros(self.m, dt) if b is None else b.detach().cpu().numpy().astype(dt)
-            th = _as_array(layer.threshold, self.n, dt)
-            args = (g_np, Vn, Us_t, bias, th, _as_array(layer.latent_threshold, self.rank, dt))
+            # what the kernel arguments copied (edits must be noticed; V: the state depends on it)
+            tracked = [U, s, V] + [p for k, p in P.items() if k.endswith("_raw")]
+            bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt, tracked)
+            th = _kernel_array(layer.threshold, self.n, dt, tracked)
+            args = (g_np, Vn, Us_t, bias, th, _kernel_array(layer.latent_threshold, self.rank, dt,
+                                                           tracked))  # fmt: skip
             active = g_np.sum(-1).astype(np.int64)
             dense_counts = np.zeros((B, 5), np.int64)
             dense_counts[:, 0], dense_counts[:, 1], dense_counts[:, 4] = self.n, active, active
@@ -149,7 +198,7 @@ class EventRunner:
         self._ctx = _Context(
             key, args, g, bool(g_np.all()), g_np.sum(0).astype(np.int64), active, mean_active,
             scale, U.detach().t(), dense_counts, cost.dense_time(B, self.n, self.m, mean_active),
-            cost,
+            cost, tuple(tracked),
         )  # fmt: skip
         return self._ctx
 
@@ -182,9 +231,8 @@ class EventRunner:
             or (torch.is_grad_enabled() and hot.grad_param.requires_grad)
         ):
             return None
-        for t, v in hot.versions:
-            if t._version != v:
-                return None
+        if version_sum(hot.tracked) != hot.version_sum:
+            return None
         B = hot.shape[0]
         if auto:
             ctx = hot.ctx
@@ -195,6 +243,7 @@ class EventRunner:
                 if not dense:
                     return None  # switching to events: the checked path builds the state
                 self.steps += 1
+                self._fresh = False
                 return self._dense_step(layer, x, ctx)
             if dense:
                 return None
@@ -208,6 +257,7 @@ class EventRunner:
         if auto:
             self._pred = _kernels.synops_total(counts)
         self.steps += 1
+        self._fresh = False
         k = layer.resync_every
         if k and self.steps % k == 0:
             self._resync(layer)
@@ -216,10 +266,9 @@ class EventRunner:
     def _make_hot(self, layer, x: Tensor, ctx: _Context, kernel: bool) -> None:
         """Record what :meth:`hot_step` needs after a checked step (``kernel``: a kernel step)."""
         P = layer._parameters
-        tracked = [t for t in P.values() if t is not None]
-        tracked += [v for v in (layer._threshold, layer._latent_threshold) if isinstance(v, Tensor)]
+        tracked = ctx.tracked
         self._hot = _Hot(
-            self.state if kernel else None, layer._epoch, tuple((t, t._version) for t in tracked),
+            self.state if kernel else None, layer._epoch, tracked, version_sum(tracked),
             x.shape, x.dtype, np.float64 if x.dtype == torch.float64 else np.float32,
             (*self._views, *ctx.kernel_args) if kernel else None,
             (self._counts_buf, self._in_units, self._lat_units), P["U"], ctx,
@@ -231,6 +280,8 @@ class EventRunner:
             known = self.state.x_hat
         else:
             known = self._mark.x if self._mark is not None else None
+        if known is not None and known.shape[0] != B and self._fresh:
+            self.state, self._views, self._hot, known = None, None, None, None  # a new stream
         if known is not None and known.shape[0] != B:
             raise ValueError(
                 f"batch size changed from {known.shape[0]} to {B} mid-stream; "
@@ -252,6 +303,7 @@ class EventRunner:
                 if auto:
                     self._pred = float(self.last_counts[:, 2].sum())
         self.steps += 1
+        self._fresh = False
         if layer.resync_every and self.steps % layer.resync_every == 0 and self.state is not None:
             self._resync(layer)
         return out
@@ -369,8 +421,19 @@ def _threshold_key(layer, name: str, params: dict) -> object:
     return (id(value), value._version) if isinstance(value, Tensor) else value
 
 
-def _as_array(value, size: int, dtype) -> np.ndarray:
-    if isinstance(value, Tensor):
-        arr = value.detach().cpu().numpy().astype(dtype).reshape(-1)
-        return np.full(size, arr[0], dtype) if arr.size == 1 else np.ascontiguousarray(arr)
-    return np.full(size, value, dtype=dtype)
+def _kernel_array(value, size: int, dtype, tracked: list) -> np.ndarray:
+    """``value`` (scalar or tensor) as a ``(size,)`` kernel argument of ``dtype``.
+
+    A tensor that already has that form is shared, so in-place edits reach the kernel as they
+    happen; one that has to be copied is appended to ``tracked`` (its edits rebuild the copy).
+    """
+    if not isinstance(value, Tensor):
+        return np.full(size, value, dtype=dtype)
+    t = value.detach()
+    if t.device.type == "cpu" and t.shape == (size,) and t.is_contiguous():
+        arr = t.numpy()
+        if arr.dtype == dtype:
+            return arr
+    tracked.append(value)
+    arr = t.cpu().numpy().astype(dtype).reshape(-1)
+    return np.full(size, arr[0], dtype) if arr.size == 1 else np.ascontiguousarray(arr)

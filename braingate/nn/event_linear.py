@@ -266,7 +266,7 @@ class EventLinear(nn.Module):
 
     def reset(self) -> None:
         """Clear the event state and its counters (parameters and gates are kept)."""
-        self._runner.reset()
+        self._runner.reset(self.gate_units())
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)
@@ -279,7 +279,7 @@ class EventLinear(nn.Module):
         if self._gate is not None:
             self._gate = fn(self._gate)
         self._epoch += 1
-        self._runner.reset()
+        self._runner.reset(drop=True)
         return out
 
     def dense_weight(self) -> Tensor:

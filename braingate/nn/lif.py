@@ -59,8 +59,12 @@ class LIF(nn.Module):
         return cls(size, beta, leaky.threshold.detach().float(), mech)
 
     def reset(self) -> None:
-        """Clear the membrane."""
-        self.mem = None
+        """Clear the membrane (zeroed in place when it is not on the autograd graph, so
+        compiled chains keep stepping on the same array)."""
+        if self.mem is not None and not self.mem.requires_grad:
+            self.mem.zero_()
+        else:
+            self.mem = None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.size:

@@ -13,21 +13,35 @@ re-reads them). :func:`braingate.simulate` uses it automatically when it applies
 from __future__ import annotations
 
 import operator
+import weakref
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from braingate.functional import _kernels
+from braingate.nn._event_runner import version_sum
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
-_VERSION = operator.attrgetter("_version")
 _EPOCH = operator.itemgetter("_epoch")
 _PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
+
+
+class _Owned(NamedTuple):
+    """One layer's packed arrays and the objects they belong to (for :meth:`EventChain._revive`)."""
+
+    runner: object
+    lif: LIF | None
+    state: object
+    views: tuple
+    counts: np.ndarray
+    in_units: np.ndarray
+    mem: Tensor | None
 
 
 class EventChain:
@@ -57,24 +71,53 @@ class EventChain:
         self.dtype = self.plan[0][0].U.dtype
         self._packed: object | None = None
         self._batch = -1
+        self._shape = torch.Size((-1, self.in_features))  # of the packed batch
         self._pending, self._due = 0, 1  # steps not yet handed to the layers (see _flush_steps)
+        self._after_reset = False
+        self._listener = weakref.WeakMethod(self._before_reset)
         self._watch: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        if len(shape) != 2 or shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
-            return self.model(x)  # nothing has run yet: the module path raises the precise error
-        packed = self._packed
-        if packed is None or shape[0] != self._batch or not self._still_valid():
-            if not (shape[0] == self._batch and self._revive()) and not self._pack(shape[0]):
-                return self.model(x)  # e.g. a batch change mid-stream: the module path says so
-            packed = self._packed
-        xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
-        out = _kernels.chain_step_np(xn, packed, self._acts)
+        if (
+            not isinstance(x, Tensor)
+            or x.shape != self._shape
+            or x.dtype is not self.dtype
+            or x.is_cuda
+            or x.requires_grad
+            or not self._still_valid()
+        ):
+            return self._call_checked(x)
+        return self._step(x if x.is_contiguous() else x.contiguous())
+
+    def _step(self, x: Tensor) -> Tensor:
+        if self._after_reset:  # the layers' first step since a reset: no longer fresh
+            for own in self._own:
+                own.runner._fresh = False
+            self._after_reset = False
+        out = _kernels.chain_step_np(x.numpy(), self._packed, self._acts, self._zero_state,
+                                     self._zero_mem)  # fmt: skip
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
         return torch.from_numpy(out)
+
+    def _call_checked(self, x) -> Tensor:
+        """A first step, a step after a change or reset, or input the fast test did not accept."""
+        if not isinstance(x, Tensor):
+            return self.model(x)  # the module path raises the precise error
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
+            return self.model(x)  # nothing has run yet: the module path raises the precise error
+        if self._packed is None or shape[0] != self._batch or not self._still_valid():
+            if not (shape[0] == self._batch and self._revive()) and not self._pack(shape[0]):
+                return self.model(x)  # e.g. a batch change mid-stream: the module path says so
+        return self._step((x.detach() if x.requires_grad else x).contiguous())
+
+    def _before_reset(self) -> None:
+        """Run by a layer's ``reset`` (see ``EventRunner.listeners``): the steps taken so far
+        belong to the stream that ends, and the next step is a first one."""
+        self._flush_steps()
+        self._after_reset = True
 
     def _flush_steps(self) -> None:
         """Hand the steps run since the last flush to the layers; re-sync those that are due."""
@@ -92,13 +135,15 @@ class EventChain:
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
         self._flush_steps()
-        layers, acts, watch, param_dicts, layer_dicts, own, versions = [], [], [], [], [], [], []
+        layers, acts, watch, layer_dicts, own, tracked = [], [], [], [], [], []
         dummy_mem = np.zeros((1, 1), np.float32)
         dummy_vec = np.zeros(1, np.float32)
         for layer, act in self.plan:
             r = layer._runner
             if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
                 return False
+            if self._listener not in r.listeners:
+                r.listeners.append(self._listener)
             ctx = r.context(layer, layer.gate_units(), B)
             r.ensure_state(layer, ctx)
             r._views = tuple(t.numpy() for t in r.state)
@@ -116,62 +161,66 @@ class EventChain:
             g, V, Us_t, bias, th, thz = ctx.kernel_args
             layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
                            r._lat_units, mem, beta, lth))  # fmt: skip
-            own.append({"state": r.state, "views": r._views, "gate": g.copy(), "counts": counts,
-                        "in_units": r._in_units, "mem": act.mem if isinstance(act, LIF) else None})  # fmt: skip
+            lif = act if isinstance(act, LIF) else None
+            own.append(_Owned(r, lif, r.state, r._views, counts, r._in_units,
+                              None if lif is None else lif.mem))  # fmt: skip
             acts.append(code)
             watch.append((r.__dict__, "state", r.state))
             watch.append((r.__dict__, "_in_units", r._in_units))
-            for name in ("_threshold", "_latent_threshold"):  # per-unit tensors: in-place edits
-                value = layer.__dict__[name]
-                if isinstance(value, Tensor):
-                    versions.append((value, value._version))
-            param_dicts.append(layer._parameters)
+            tracked += ctx.tracked
             layer_dicts.append(layer.__dict__)
         self._packed = _kernels.as_layer_list(layers)  # a typed list: one cheap argument
         self._acts, self._batch = np.array(acts, np.int64), B
-        self._watch, self._param_dicts, self._layer_dicts = watch, param_dicts, layer_dicts
+        self._shape = torch.Size((B, self.in_features))
+        self._watch, self._layer_dicts = watch, layer_dicts
         self._own = own
-        self._params = [p for d in param_dicts for p in d.values() if p is not None]
-        self._versions = [(p, p._version) for p in self._params] + versions
-        self._epochs = [(d, d["_epoch"]) for d in layer_dicts]
-        self._signature = self._current_signature()
+        self._zero_state = np.zeros(len(own), np.bool_)
+        self._zero_mem = np.zeros(len(own), np.bool_)
+        self._tracked = tracked
+        self._version_sum = version_sum(self._tracked)
+        self._epoch_sum = sum(map(_EPOCH, layer_dicts))
         return True
 
     def _revive(self) -> bool:
         """After ``bg.reset``: zero the packed state in place instead of packing anew.
 
         Only when nothing but the reset happened (same parameters, thresholds, gates, batch).
+        Lean on purpose: it runs at the first step of every stream.
         """
-        if self._packed is None or self._current_signature()[:3] != self._signature[:3]:
+        if self._packed is None or not self._inputs_unchanged():
             return False
+        fresh = []  # (state was reset, membrane was reset) per layer
+        for own in self._own:  # check everything before changing anything
+            r, state = own.runner, own.runner.state
+            if r._mark is not None or r._in_units is not own.in_units:
+                return False
+            if state is not None and state is not own.state:
+                return False
+            mem = None if own.lif is None else own.lif.mem
+            if mem is not None and mem is not own.mem:
+                return False
+            fresh.append((state is None, own.lif is not None and mem is None))
         self._pending = 0  # steps of the stream that was reset
         self._flush_steps()
-        for (layer, act), own in zip(self.plan, self._own):
-            r = layer._runner
-            if r._mark is not None or r.state not in (None, own["state"]):
-                return False
-            if r._in_units is not own["in_units"]:
-                return False
-            if isinstance(act, LIF) and act.mem is not None and act.mem is not own["mem"]:
-                return False
-        for (layer, act), own in zip(self.plan, self._own):
-            r = layer._runner
-            if r.state is None:
-                x_hat, z, z_hat, y, gstate = r._views = own["views"]
-                for arr in (x_hat, z, z_hat, y):
-                    arr.fill(0)
-                gstate[:] = own["gate"]
-                r.state, r.last_counts = own["state"], own["counts"]
-            if isinstance(act, LIF) and act.mem is None:
-                own["mem"].zero_()
-                act.mem = own["mem"]
-        return self._still_valid()
+        for k, (own, (zero_state, zero_mem)) in enumerate(zip(self._own, fresh)):
+            # the zeroing itself happens in the next kernel call, which the caller makes at once
+            self._zero_state[k], self._zero_mem[k] = zero_state, zero_mem
+            if zero_state:
+                r = own.runner
+                r._views, r.state, r.last_counts = own.views, own.state, own.counts
+            if zero_mem:
+                own.lif.mem = own.mem
+        return True
 
-    def _current_signature(self) -> tuple:
+    def _inputs_unchanged(self) -> bool:
+        """Parameters, thresholds and gates are those packed.
+
+        Version counters and epochs only ever grow, so their sums change exactly when one of
+        them does: two C-level sums instead of a Python loop over every tensor.
+        """
         return (
-            tuple(map(_VERSION, self._params)),
-            tuple(id(p) for d in self._param_dicts for p in d.values()),
-            tuple(map(_EPOCH, self._layer_dicts)),
+            version_sum(self._tracked) == self._version_sum
+            and sum(map(_EPOCH, self._layer_dicts)) == self._epoch_sum
         )
 
     def _still_valid(self) -> bool:
@@ -183,13 +232,7 @@ class EventChain:
         for d, key, obj in self._watch:
             if d.get(key) is not obj:
                 return False
-        for p, v in self._versions:
-            if p._version != v:
-                return False
-        for d, e in self._epochs:
-            if d["_epoch"] != e:
-                return False
-        return True
+        return self._inputs_unchanged()
 
 
 def _modules(model: nn.Module) -> list[nn.Module]:

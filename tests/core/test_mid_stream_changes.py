@@ -4,6 +4,7 @@ Module stepping takes a lean path once a stream is steady (``EventRunner.hot_ste
 tests change things behind it and check against the dense path or the torch reference.
 """
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -144,3 +145,82 @@ def test_auto_mode_switching_back_and_forth_stays_exact():
     finally:
         set_cost_model("cpu", installed)
     assert "".join(paths).count("DE") >= 3 and "".join(paths).count("ED") >= 3
+
+
+def test_a_copy_taken_mid_stream_continues_like_the_original():
+    import copy
+    import pickle
+
+    torch.manual_seed(5)
+    xs = torch.randn(16, 2, 12).cumsum(0) * 0.4
+    layer = bg.EventLinear(12, 8, 4, threshold=0.2, latent_threshold=0.1)
+    layer.execution = "event"
+    with torch.no_grad():
+        for t in range(8):
+            layer(xs[t])
+        twin = copy.deepcopy(layer)
+        thawed = pickle.loads(pickle.dumps(layer))
+        for t in range(8, 16):
+            y = layer(xs[t])
+            torch.testing.assert_close(twin(xs[t]), y, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(thawed(xs[t]), y, rtol=1e-6, atol=1e-6)
+    for a, b in zip(layer._runner.state, twin._runner.state):  # the copy's state tensors moved
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _net(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    net = nn.Sequential(bg.EventLinear(10, 12, 6, blocks=2, threshold=0.05), nn.ReLU(),
+                        bg.EventLinear(12, 4, 4, blocks=2, threshold=0.05))  # fmt: skip
+    bg.execution(net, "event")
+    return net
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["module", "chain"])
+def test_reset_starts_a_stream_like_a_new_network(fused):
+    """In-place reset: new batch size, gate changed before the first step, same output and
+    counters as a never-used copy; a batch change after the first step is an error again."""
+    net, fresh = _net(0), _net(0)
+    step = bg.sim.compile_events(net) if fused else net
+    xs = torch.randn(6, 2, 10).cumsum(0)
+    with torch.no_grad():
+        for t in range(6):
+            step(xs[t])
+        bg.reset(net)
+        net[2].set_active_blocks(1)
+        fresh[2].set_active_blocks(1)
+        ys = torch.randn(5, 3, 10).cumsum(0)  # batch 3 after batch 2
+        for t in range(5):
+            torch.testing.assert_close(step(ys[t]), fresh(ys[t]), rtol=1e-6, atol=1e-6)
+            for a, b in ((net[0], fresh[0]), (net[2], fresh[2])):
+                np.testing.assert_array_equal(a._runner.last_counts, b._runner.last_counts)
+        with pytest.raises(ValueError, match="batch size changed"):
+            net(torch.randn(2, 10))
+
+
+def test_gate_change_mid_stream_after_a_reset_is_processed_by_the_chain():
+    """The first chain step after a reset ends the layers' fresh state: a later gate change is
+    an event again (θ = θz = 0: the output equals the dense path)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(bg.EventLinear(10, 8, 4, blocks=2))
+    bg.execution(net, "event")
+    chain = bg.sim.compile_events(net)
+    xs = torch.randn(8, 1, 10).cumsum(0)
+    with torch.no_grad():
+        chain(xs[0])
+        bg.reset(net)
+        for t in range(1, 8):
+            if t == 4:
+                net[0].set_active_blocks(1)
+            y = chain(xs[t])
+            torch.testing.assert_close(y, dense_out(net[0], xs[t]), rtol=1e-5, atol=1e-5)
+
+
+def test_reset_on_the_autograd_graph_drops_the_state():
+    layer = bg.EventLinear(6, 4, 2, threshold=0.1)
+    layer.execution = "event"
+    y = layer(torch.randn(1, 6))  # autograd on: the torch path, state on the graph
+    layer.reset()
+    assert layer._runner.state is None
+    y.sum().backward()  # the old graph is intact
+    assert layer.U.grad is not None
