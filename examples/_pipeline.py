@@ -99,13 +99,15 @@ def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: 
     return history
 
 
-def per_step_seconds(steppers: dict, xs: Tensor, samples: int = 5) -> dict:
-    """Median wall clock of one step at batch 1 over ``samples`` test streams, per stepper.
+def per_step_seconds(steppers: dict, xs: Tensor, samples: int = 5) -> tuple[dict, dict]:
+    """Median wall clock of one step at batch 1 over ``samples`` test streams, per stepper, and
+    of the reset before each stream (``step(None)``), reported apart from the steps.
 
     The steppers take turns stream by stream, so a burst of load from other processes on a
     shared machine hits all of them alike.
     """
     times = {name: [] for name in steppers}
+    resets = {name: [] for name in steppers}
     with torch.no_grad():
         for step in steppers.values():  # warm-up: first-call and cache costs
             step(None)
@@ -114,12 +116,15 @@ def per_step_seconds(steppers: dict, xs: Tensor, samples: int = 5) -> dict:
         for b in range(min(samples, xs.shape[1])):
             stream = xs[:, b : b + 1].contiguous()
             for name, step in steppers.items():
-                step(None)  # reset
                 t0 = time.perf_counter()
+                step(None)  # reset
+                t1 = time.perf_counter()
                 for x in stream:
                     step(x)
-                times[name].append((time.perf_counter() - t0) / len(stream))
-    return {name: statistics.median(t) for name, t in times.items()}
+                times[name].append((time.perf_counter() - t1) / len(stream))
+                resets[name].append(t1 - t0)
+    med = statistics.median
+    return {n: med(t) for n, t in times.items()}, {n: med(t) for n, t in resets.items()}
 
 
 def dense_stepper(net: nn.Module):

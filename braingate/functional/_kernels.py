@@ -20,6 +20,7 @@ __all__ = [
     "event_step_np",
     "lif_step_np",
     "synops_total",
+    "zero_stream",
 ]
 
 AVAILABLE = False
@@ -107,6 +108,26 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
 
 
 event_step_np = njit(cache=True, nogil=True)(_event_step_py) if AVAILABLE else _event_step_py
+
+
+def _zero_stream_py(x_hat, z, z_hat, y, gstate, gate, in_units, lat_units, lat_units_dense):
+    """A layer's reset in one call: state and per-unit counters to zero, the gate state to
+    ``gate`` (``(R,)`` or ``(B, R)``; None: all on)."""
+    x_hat[:] = 0
+    z[:] = 0
+    z_hat[:] = 0
+    y[:] = 0
+    in_units[:] = 0
+    lat_units[:] = 0
+    lat_units_dense[:] = 0
+    if gate is None:
+        gstate[:] = True
+    else:
+        for b in range(gstate.shape[0]):
+            gstate[b] = gate[b] if gate.ndim == 2 else gate
+
+
+zero_stream = njit(cache=True, nogil=True)(_zero_stream_py) if AVAILABLE else _zero_stream_py
 
 
 def _synops_total_py(counts):

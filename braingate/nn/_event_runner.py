@@ -91,51 +91,53 @@ class EventRunner:
         self.reset()
 
     def reset(self, gate: Tensor | None = None, *, drop: bool = False) -> None:
-        """Start a new stream: the zero state (consistent with ``gate``), counters cleared.
+        """Start a new stream: the zero state (consistent with ``gate``, None: all units on),
+        counters cleared.
 
         A state the compiled kernel steps on is zeroed in place, so the lean path and compiled
         chains keep their arrays (a chain registered in ``listeners`` is told first); until the
         next step the batch size may still change. ``drop=True`` (or a state on the autograd
-        graph, or no gate given) drops the state instead; the next step builds a new one.
+        graph) drops the state instead; the next step builds a new one.
         """
-        for notify in list(getattr(self, "listeners", ())):
-            callback = notify()
-            if callback is not None:
+        live = []
+        for ref in getattr(self, "listeners", ()):
+            callback = ref()
+            if callback is not None:  # dead references (chains gone) are dropped here
+                live.append(ref)
                 callback()
+        self.listeners = live  # weak references to callbacks run before each reset
         st = getattr(self, "state", None)  # None in __init__
-        if (
-            not drop
-            and gate is not None
-            and st is not None
-            and self._views is not None
-            and self._mark is None
-            and not st.y.requires_grad
-        ):
-            for arr in self._views[:4]:  # x_hat, z, z_hat, y: the numpy views alias the state
-                arr.fill(0)
-            st.gate.copy_(gate.expand_as(st.gate))
-            self._fresh = True  # zero state, no step yet: a new batch size is allowed
+        if not drop and st is not None and self._views is not None and self._mark is None:
+            per_sample = gate is not None and gate.dim() == 2
+            drop = bool(st.y.requires_grad) or (per_sample and gate.shape[0] != st.gate.shape[0])
         else:
+            drop = True
+        if drop:
             self.state: EventState | None = None
             self._hot: _Hot | None = None
             self._views: tuple | None = None  # numpy views of the state, for the kernel
             self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
             self._counts_buf: np.ndarray | None = None
             self._fresh = False
+        else:
+            x_hat, z, z_hat, y, gstate = self._views  # numpy views aliasing the state
+            g = None if gate is None else gate.detach().cpu().numpy()
+            _kernels.zero_stream(x_hat, z, z_hat, y, gstate, g, self._in_units, self._lat_units,
+                                 self._lat_units_dense)  # fmt: skip
+            self._fresh = True  # zero state, no step yet: a new batch size is allowed
         self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
         if not hasattr(self, "_ctx"):  # the cached _Context survives: its key covers its inputs
             self._ctx: _Context | None = None
             self._basis: tuple | None = None  # factors (id, version) the accumulators match
-            self.listeners: list = []  # weak references to callbacks run before each reset
         self.steps = 0
         self.resync_ops = 0  # summed over samples
-        if hasattr(self, "_in_units"):  # zeroed in place: compiled chains hold these arrays
-            for arr in (self._in_units, self._lat_units, self._lat_units_dense):
-                arr.fill(0)
-        else:
+        if not hasattr(self, "_in_units"):  # later zeroed in place: compiled chains hold them
             self._in_units = np.zeros(self.n, np.int64)  # event-step events per unit, all samples
             self._lat_units = np.zeros(self.rank, np.int64)
             self._lat_units_dense = np.zeros(self.rank, np.int64)  # dense steps, partial gates
+        elif drop:
+            for arr in (self._in_units, self._lat_units, self._lat_units_dense):
+                arr.fill(0)
         self._dense_samples = 0  # samples × dense steps taken under a full gate
         self._pred = 0.0  # synops expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)

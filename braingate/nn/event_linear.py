@@ -266,7 +266,7 @@ class EventLinear(nn.Module):
 
     def reset(self) -> None:
         """Clear the event state and its counters (parameters and gates are kept)."""
-        self._runner.reset(self.gate_units())
+        self._runner.reset(self._gate)
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)

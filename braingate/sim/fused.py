@@ -116,7 +116,8 @@ class EventChain:
     def _before_reset(self) -> None:
         """Run by a layer's ``reset`` (see ``EventRunner.listeners``): the steps taken so far
         belong to the stream that ends, and the next step is a first one."""
-        self._flush_steps()
+        if self._pending:
+            self._flush_steps()
         self._after_reset = True
 
     def _flush_steps(self) -> None:
@@ -140,10 +141,12 @@ class EventChain:
         dummy_vec = np.zeros(1, np.float32)
         for layer, act in self.plan:
             r = layer._runner
+            if r.state is not None and r.state.x_hat.shape[0] != B and r._fresh:
+                r.state, r._views, r._hot = None, None, None  # reset, then a new batch size
             if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
                 return False
             if self._listener not in r.listeners:
-                r.listeners.append(self._listener)
+                r.listeners = [w for w in r.listeners if w() is not None] + [self._listener]
             ctx = r.context(layer, layer.gate_units(), B)
             r.ensure_state(layer, ctx)
             r._views = tuple(t.numpy() for t in r.state)

@@ -224,3 +224,19 @@ def test_reset_on_the_autograd_graph_drops_the_state():
     assert layer._runner.state is None
     y.sum().backward()  # the old graph is intact
     assert layer.U.grad is not None
+
+
+def test_reset_with_a_per_sample_gate_for_another_batch():
+    torch.manual_seed(2)
+    layer, fresh = bg.EventLinear(8, 6, 4, blocks=2), bg.EventLinear(8, 6, 4, blocks=2)
+    fresh.load_state_dict(layer.state_dict())
+    layer.execution = fresh.execution = "event"
+    with torch.no_grad():
+        layer(torch.randn(2, 8))
+        mask = torch.tensor([[True, False]])  # one sample
+        layer.set_active_blocks(mask)
+        fresh.set_active_blocks(mask)
+        layer.reset()
+        x = torch.randn(1, 8)
+        torch.testing.assert_close(layer(x), fresh(x))
+        np.testing.assert_array_equal(layer._runner.last_counts, fresh._runner.last_counts)
