@@ -172,39 +172,14 @@ def _lif_step_py(x, mem, beta, thr, zero_reset, out):
 lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_step_py
 
 
-def _reset_chain_py(layers, zero_state, zero_mem):
-    """Zero the event state of ``layers[k]`` where ``zero_state[k]`` (the gate state set to the
-    gate) and the LIF membrane where ``zero_mem[k]``; clears the flags. ``layers`` as in
-    :func:`_chain_step_py`."""
-    for k in range(zero_state.shape[0]):
-        if zero_state[k]:
-            x_hat, z, z_hat, y, gstate, gate = layers[k][:6]
-            x_hat[:] = 0
-            z[:] = 0
-            z_hat[:] = 0
-            y[:] = 0
-            gstate[:] = gate
-            zero_state[k] = False
-        if zero_mem[k]:
-            layers[k][14][:] = 0
-            zero_mem[k] = False
-
-
-_reset_chain = njit(cache=True, nogil=True)(_reset_chain_py) if AVAILABLE else _reset_chain_py
-
-
-def _chain_step_py(x, layers, acts, zero_state, zero_mem):
+def _chain_step_py(x, layers, acts):
     """One time step through a chain of event layers, each followed by an activation code.
-
-    Layers flagged in ``zero_state`` / ``zero_mem`` (a reset since the last step) start from the
-    zero state / membrane (:func:`_reset_chain_py`); the flags are cleared.
 
     ``layers[k]`` = ``(x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, counts,
     in_units, lat_units, mem, beta, lif_threshold)`` (see :func:`_event_step_py`; the last three
     are a LIF's membrane, decay and threshold, dummies otherwise); ``acts[k]``: 0 none, 1 ReLU,
     2 LIF reset by subtraction, 3 LIF reset to zero. Returns the last layer's output.
     """
-    _reset_chain(layers, zero_state, zero_mem)
     h = x
     for k in range(len(layers)):
         (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import operator
 import weakref
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,18 +29,6 @@ __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 _EPOCH = operator.itemgetter("_epoch")
 _PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
-
-
-class _Owned(NamedTuple):
-    """One layer's packed arrays and the objects they belong to (for :meth:`EventChain._revive`)."""
-
-    runner: object
-    lif: LIF | None
-    state: object
-    views: tuple
-    counts: np.ndarray
-    in_units: np.ndarray
-    mem: Tensor | None
 
 
 class EventChain:
@@ -91,11 +78,10 @@ class EventChain:
 
     def _step(self, x: Tensor) -> Tensor:
         if self._after_reset:  # the layers' first step since a reset: no longer fresh
-            for own in self._own:
-                own.runner._fresh = False
+            for r in self._runners:
+                r._fresh = False
             self._after_reset = False
-        out = _kernels.chain_step_np(x.numpy(), self._packed, self._acts, self._zero_state,
-                                     self._zero_mem)  # fmt: skip
+        out = _kernels.chain_step_np(x.numpy(), self._packed, self._acts)
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
@@ -109,7 +95,7 @@ class EventChain:
         if len(shape) != 2 or shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
             return self.model(x)  # nothing has run yet: the module path raises the precise error
         if self._packed is None or shape[0] != self._batch or not self._still_valid():
-            if not (shape[0] == self._batch and self._revive()) and not self._pack(shape[0]):
+            if not self._pack(shape[0]):
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
         return self._step((x.detach() if x.requires_grad else x).contiguous())
 
@@ -136,7 +122,7 @@ class EventChain:
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
         self._flush_steps()
-        layers, acts, watch, layer_dicts, own, tracked = [], [], [], [], [], []
+        layers, acts, watch, layer_dicts, runners, tracked = [], [], [], [], [], []
         dummy_mem = np.zeros((1, 1), np.float32)
         dummy_vec = np.zeros(1, np.float32)
         for layer, act in self.plan:
@@ -164,9 +150,7 @@ class EventChain:
             g, V, Us_t, bias, th, thz = ctx.kernel_args
             layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
                            r._lat_units, mem, beta, lth))  # fmt: skip
-            lif = act if isinstance(act, LIF) else None
-            own.append(_Owned(r, lif, r.state, r._views, counts, r._in_units,
-                              None if lif is None else lif.mem))  # fmt: skip
+            runners.append(r)
             acts.append(code)
             watch.append((r.__dict__, "state", r.state))
             watch.append((r.__dict__, "_in_units", r._in_units))
@@ -176,43 +160,10 @@ class EventChain:
         self._acts, self._batch = np.array(acts, np.int64), B
         self._shape = torch.Size((B, self.in_features))
         self._watch, self._layer_dicts = watch, layer_dicts
-        self._own = own
-        self._zero_state = np.zeros(len(own), np.bool_)
-        self._zero_mem = np.zeros(len(own), np.bool_)
+        self._runners = runners
         self._tracked = tracked
         self._version_sum = version_sum(self._tracked)
         self._epoch_sum = sum(map(_EPOCH, layer_dicts))
-        return True
-
-    def _revive(self) -> bool:
-        """After ``bg.reset``: zero the packed state in place instead of packing anew.
-
-        Only when nothing but the reset happened (same parameters, thresholds, gates, batch).
-        Lean on purpose: it runs at the first step of every stream.
-        """
-        if self._packed is None or not self._inputs_unchanged():
-            return False
-        fresh = []  # (state was reset, membrane was reset) per layer
-        for own in self._own:  # check everything before changing anything
-            r, state = own.runner, own.runner.state
-            if r._mark is not None or r._in_units is not own.in_units:
-                return False
-            if state is not None and state is not own.state:
-                return False
-            mem = None if own.lif is None else own.lif.mem
-            if mem is not None and mem is not own.mem:
-                return False
-            fresh.append((state is None, own.lif is not None and mem is None))
-        self._pending = 0  # steps of the stream that was reset
-        self._flush_steps()
-        for k, (own, (zero_state, zero_mem)) in enumerate(zip(self._own, fresh)):
-            # the zeroing itself happens in the next kernel call, which the caller makes at once
-            self._zero_state[k], self._zero_mem[k] = zero_state, zero_mem
-            if zero_state:
-                r = own.runner
-                r._views, r.state, r.last_counts = own.views, own.state, own.counts
-            if zero_mem:
-                own.lif.mem = own.mem
         return True
 
     def _inputs_unchanged(self) -> bool:
