@@ -14,8 +14,8 @@ import numpy as np
 
 __all__ = [
     "AVAILABLE",
-    "as_layer_list",
-    "chain_step_np",
+    "CHAIN_FIELDS",
+    "chain_step",
     "count_over_np",
     "event_step_np",
     "lif_step_np",
@@ -172,66 +172,64 @@ def _lif_step_py(x, mem, beta, thr, zero_reset, out):
 lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_step_py
 
 
-def _chain_step_py(x, layers, acts):
-    """One time step through a chain of event layers, each followed by an activation code.
+# -- a chain of layers in one call ---------------------------------------------------------------
+# Passing every layer's arrays to a compiled function costs more than a sparse step's arithmetic
+# (numba unboxes each array, ~0.1 µs apiece, ~17 per layer). The chain kernel takes one int64
+# descriptor instead: per layer its sizes and the data addresses of its arrays, which the kernel
+# views in place. The caller (braingate.sim.fused.EventChain) holds a reference to every array
+# whose address it wrote and rebuilds the descriptor when one is replaced, so an address never
+# outlives its array.
 
-    ``layers[k]`` = ``(x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, counts,
-    in_units, lat_units, mem, beta, lif_threshold)`` (see :func:`_event_step_py`; the last three
-    are a LIF's membrane, decay and threshold, dummies otherwise); ``acts[k]``: 0 none, 1 ReLU,
-    2 LIF reset by subtraction, 3 LIF reset to zero. Returns the last layer's output.
-    """
-    h = x
-    for k in range(len(layers)):
-        (
-            x_hat,
-            z,
-            z_hat,
-            y,
-            gstate,
-            gate,
-            V,
-            Us_t,
-            bias,
-            th,
-            thz,
-            counts,
-            inu,
-            latu,
-            mem,
-            beta,
-            lth,
-        ) = layers[k]
-        out = np.empty((h.shape[0], Us_t.shape[1]), h.dtype)
-        event_step_np(h, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, out, counts,
-                      inu, latu)  # fmt: skip
-        a = acts[k]
-        if a == 1:
-            for r in range(out.shape[0]):
-                for c in range(out.shape[1]):
-                    if out[r, c] < 0:
-                        out[r, c] = 0
-        elif a >= 2:
-            spikes = np.empty_like(out)
-            lif_step_np(out, mem, beta, lth, a == 3, spikes)
-            out = spikes
-        h = out
-    return h
+CHAIN_FIELDS = ("n", "m", "R", "act", "x_hat", "z", "z_hat", "y", "gstate", "gate", "V", "Us_t",
+                "bias", "th", "thz", "counts", "in_units", "lat_units", "mem", "beta", "lif_th")
+"""Columns of the chain descriptor (one row per layer). ``act``: 0 none, 1 ReLU, 2 LIF reset by
+subtraction, 3 LIF reset to zero; the last three addresses are the LIF's membrane, decay and
+threshold (unused otherwise)."""
 
+chain_step = None  # numba only: the descriptor holds raw addresses
+if AVAILABLE:
+    from numba import carray
+    from numba.core import types as _nbt
+    from numba.extending import intrinsic
 
-chain_step_np = njit(cache=True, nogil=True)(_chain_step_py) if AVAILABLE else _chain_step_py
+    @intrinsic
+    def _at(typingctx, addr, like):
+        """A typed pointer to ``addr`` with the element type of the array ``like``."""
+        ptr = _nbt.CPointer(like.dtype)
 
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], context.get_value_type(ptr))
 
-def as_layer_list(layers: list) -> object:
-    """The per-layer argument tuples of :data:`chain_step_np` as one numba typed list.
+        return ptr(_nbt.int64, like), codegen
 
-    A typed list is unboxed as a single object (its element type is known), so a call costs
-    about half of passing the same arrays as a tuple of tuples; the arrays are shared, not copied.
-    """
-    if not AVAILABLE:
-        return tuple(layers)
-    from numba import typed
-
-    out = typed.List()
-    for item in layers:
-        out.append(item)
-    return out
+    @njit(cache=True, nogil=True)
+    def chain_step(x_addr, B, desc, f, g):
+        """One time step through the chain described by ``desc`` (rows: :data:`CHAIN_FIELDS`),
+        input at ``x_addr`` (``(B, n)`` C-contiguous of ``f``'s dtype); returns the last layer's
+        output. ``f`` / ``g``: arrays of the float and bool dtypes (types only)."""
+        h = carray(_at(x_addr, f), (B, desc[0, 0]))
+        for k in range(desc.shape[0]):
+            d = desc[k]
+            n, m, R, a = d[0], d[1], d[2], d[3]
+            out = np.empty((B, m), f.dtype)
+            event_step_np(
+                h, carray(_at(d[4], f), (B, n)), carray(_at(d[5], f), (B, R)),
+                carray(_at(d[6], f), (B, R)), carray(_at(d[7], f), (B, m)),
+                carray(_at(d[8], g), (B, R)), carray(_at(d[9], g), (B, R)),
+                carray(_at(d[10], f), (n, R)), carray(_at(d[11], f), (R, m)),
+                carray(_at(d[12], f), (m,)), carray(_at(d[13], f), (n,)),
+                carray(_at(d[14], f), (R,)), out, carray(_at(d[15], desc), (B, 5)),
+                carray(_at(d[16], desc), (n,)), carray(_at(d[17], desc), (R,)),
+            )  # fmt: skip
+            if a == 1:
+                for r in range(B):
+                    for c in range(m):
+                        if out[r, c] < 0:
+                            out[r, c] = 0
+            elif a >= 2:
+                spikes = np.empty_like(out)
+                lif_step_np(out, carray(_at(d[18], f), (B, m)), carray(_at(d[19], f), (m,)),
+                            carray(_at(d[20], f), (m,)), a == 3, spikes)  # fmt: skip
+                out = spikes
+            h = out
+        return h

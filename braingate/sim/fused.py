@@ -4,7 +4,7 @@ At batch 1 the arithmetic of a sparse step is a few microseconds per layer; PyTo
 argument checks and tensor wrapping cost more than that. :class:`EventChain` runs an
 ``nn.Sequential`` of :class:`~braingate.nn.EventLinear` layers (event mode), each followed by at
 most one activation (ReLU, :class:`~braingate.nn.LIF`, Identity), as **one** compiled call per
-step (:func:`braingate.functional._kernels.chain_step_np`). It works on the layers' own state and
+step (:func:`braingate.functional._kernels.chain_step`). It works on the layers' own state and
 counters, so it computes exactly what ``model(x)`` computes step by step, and it checks at every
 call that no parameter, threshold, gate or state changed behind its back (if one did, it
 re-reads them). :func:`braingate.simulate` uses it automatically when it applies.
@@ -81,7 +81,7 @@ class EventChain:
             for r in self._runners:
                 r._fresh = False
             self._after_reset = False
-        out = _kernels.chain_step_np(x.numpy(), self._packed, self._acts)
+        out = _kernels.chain_step(x.data_ptr(), self._batch, self._packed, *self._types)
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
@@ -121,10 +121,12 @@ class EventChain:
 
     # -- packing the kernel's arguments ---------------------------------------------------------
     def _pack(self, B: int) -> bool:
+        """Write the kernel's descriptor (:data:`~braingate.functional._kernels.CHAIN_FIELDS`):
+        the data addresses of every layer's state, arguments and counters. ``self._keep`` holds
+        each of those arrays, and :meth:`_still_valid` re-packs when one is replaced."""
         self._flush_steps()
-        layers, acts, watch, layer_dicts, runners, tracked = [], [], [], [], [], []
-        dummy_mem = np.zeros((1, 1), np.float32)
-        dummy_vec = np.zeros(1, np.float32)
+        rows, keep, watch, layer_dicts, runners, tracked = [], [], [], [], [], []
+        np_dtype = _NP[self.dtype]
         for layer, act in self.plan:
             r = layer._runner
             if r.state is not None and r.state.x_hat.shape[0] != B and r._fresh:
@@ -136,28 +138,33 @@ class EventChain:
             ctx = r.context(layer, layer.gate_units(), B)
             r.ensure_state(layer, ctx)
             r._views = tuple(t.numpy() for t in r.state)
-            counts = np.zeros((B, 5), np.int64)
-            r.last_counts = counts
-            mem, beta, lth, code = dummy_mem, dummy_vec, dummy_vec, 0
+            r.last_counts = np.zeros((B, 5), np.int64)
+            lif, code = (), 0
             if isinstance(act, nn.ReLU):
                 code = 1
             elif isinstance(act, LIF):
                 if act.mem is None or tuple(act.mem.shape) != (B, act.size):
                     act.mem = torch.zeros(B, act.size)
-                mem, beta, lth = act.mem.numpy(), act.beta.numpy(), act.threshold.numpy()
+                lif = (act.mem.numpy(), act.beta.detach().numpy(), act.threshold.detach().numpy())
                 code = 3 if act.reset_mode == "zero" else 2
-                watch.append((act.__dict__, "mem", act.mem))
-            g, V, Us_t, bias, th, thz = ctx.kernel_args
-            layers.append((*r._views, g, V, Us_t, bias, th, thz, counts, r._in_units,
-                           r._lat_units, mem, beta, lth))  # fmt: skip
+                watch += [(act.__dict__, "mem", act.mem), (act._buffers, "beta", act.beta),
+                          (act._buffers, "threshold", act.threshold)]  # read in place
+            arrays = (*r._views, *ctx.kernel_args, r.last_counts, r._in_units, r._lat_units, *lif)
+            want = [np_dtype] * 4 + [np.bool_] * 2 + [np_dtype] * 5 + [np.int64] * 3
+            for arr, dt in zip(arrays, want + [np.float32] * 3):
+                if arr.dtype != dt or not arr.flags.c_contiguous:  # never expected: refuse
+                    return False
+            keep += arrays
+            addr = [arr.ctypes.data for arr in arrays] + [0] * (3 - len(lif))
+            rows.append([layer.in_features, layer.out_features, r.rank, code, *addr])
             runners.append(r)
-            acts.append(code)
             watch.append((r.__dict__, "state", r.state))
             watch.append((r.__dict__, "_in_units", r._in_units))
             tracked += ctx.tracked
             layer_dicts.append(layer.__dict__)
-        self._packed = _kernels.as_layer_list(layers)  # a typed list: one cheap argument
-        self._acts, self._batch = np.array(acts, np.int64), B
+        self._packed = np.array(rows, np.int64)
+        self._types = (np.zeros(1, np_dtype), np.zeros(1, np.bool_))
+        self._keep, self._batch = keep, B
         self._shape = torch.Size((B, self.in_features))
         self._watch, self._layer_dicts = watch, layer_dicts
         self._runners = runners

@@ -116,3 +116,28 @@ def test_chain_sees_a_replaced_factor():
                 for m in (fused, plain):
                     m[2].U = nn.Parameter(m[2].U.detach() * 2.0)
             assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+
+def test_chain_sees_lif_buffer_edits_and_replacements():
+    xs = torch.randn(10, 2, 10).cumsum(0) * 0.3
+    fused, plain = make(True), make(True)
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(10):
+            for m in (fused, plain):
+                if t == 3:
+                    m[1].beta.mul_(0.5)  # in place
+                if t == 6:
+                    m[1].threshold = torch.full((16,), 0.3)  # a new buffer
+            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_chain_runs_float64_at_any_batch(batch):
+    xs = torch.randn(8, batch, 10, dtype=torch.float64).cumsum(0) * 0.3
+    fused, plain = make(False).double(), make(False).double()
+    chain = compile_events(fused)
+    with torch.no_grad():
+        for t in range(8):
+            out = chain(xs[t])
+            assert out.dtype == torch.float64 and torch.equal(out, plain(xs[t])), t
