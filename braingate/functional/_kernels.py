@@ -180,8 +180,10 @@ lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_
 # whose address it wrote and rebuilds the descriptor when one is replaced, so an address never
 # outlives its array.
 
-CHAIN_FIELDS = ("n", "m", "R", "act", "x_hat", "z", "z_hat", "y", "gstate", "gate", "V", "Us_t",
-                "bias", "th", "thz", "counts", "in_units", "lat_units", "mem", "beta", "lif_th")
+CHAIN_FIELDS = tuple(
+    "n m R act x_hat z z_hat y gstate gate V Us_t bias th thz counts in_units lat_units"
+    " mem beta lif_th".split()
+)
 """Columns of the chain descriptor (one row per layer). ``act``: 0 none, 1 ReLU, 2 LIF reset by
 subtraction, 3 LIF reset to zero; the last three addresses are the LIF's membrane, decay and
 threshold (unused otherwise)."""

@@ -147,8 +147,11 @@ class EventChain:
                     act.mem = torch.zeros(B, act.size)
                 lif = (act.mem.numpy(), act.beta.detach().numpy(), act.threshold.detach().numpy())
                 code = 3 if act.reset_mode == "zero" else 2
-                watch += [(act.__dict__, "mem", act.mem), (act._buffers, "beta", act.beta),
-                          (act._buffers, "threshold", act.threshold)]  # read in place
+                watch += [
+                    (act.__dict__, "mem", act.mem),
+                    (act._buffers, "beta", act.beta),
+                    (act._buffers, "threshold", act.threshold),
+                ]  # read in place
             arrays = (*r._views, *ctx.kernel_args, r.last_counts, r._in_units, r._lat_units, *lif)
             want = [np_dtype] * 4 + [np.bool_] * 2 + [np_dtype] * 5 + [np.int64] * 3
             for arr, dt in zip(arrays, want + [np.float32] * 3):
