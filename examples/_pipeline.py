@@ -136,9 +136,11 @@ def event_stepper(net: nn.Module):
     bg.execution(net, "event")
     run = bg.sim.compile_events(net) if not why_not_fusable(net) else net
 
+    reset = run.reset if isinstance(run, bg.sim.EventChain) else lambda: bg.reset(net)
+
     def step(x):
         if x is None:
-            bg.reset(net)
+            reset()
             return None
         return run(x)
 

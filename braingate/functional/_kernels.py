@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "AVAILABLE",
     "CHAIN_FIELDS",
+    "chain_reset",
     "chain_step",
     "count_over_np",
     "event_step_np",
@@ -182,13 +183,13 @@ lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_
 
 CHAIN_FIELDS = tuple(
     "n m R act x_hat z z_hat y gstate gate V Us_t bias th thz counts in_units lat_units"
-    " mem beta lif_th".split()
+    " mem beta lif_th lat_units_dense".split()
 )
 """Columns of the chain descriptor (one row per layer). ``act``: 0 none, 1 ReLU, 2 LIF reset by
 subtraction, 3 LIF reset to zero; the last three addresses are the LIF's membrane, decay and
-threshold (unused otherwise)."""
+threshold (unused otherwise); ``lat_units_dense`` is only zeroed (by :func:`chain_reset`)."""
 
-chain_step = None  # numba only: the descriptor holds raw addresses
+chain_step = chain_reset = None  # numba only: the descriptor holds raw addresses
 if AVAILABLE:
     from numba import carray
     from numba.core import types as _nbt
@@ -235,3 +236,21 @@ if AVAILABLE:
                 out = spikes
             h = out
         return h
+
+    @njit(cache=True, nogil=True)
+    def chain_reset(B, desc, f, g):
+        """:func:`zero_stream` for every layer of ``desc`` (gate state from its ``gate``
+        column), and the LIF membranes to zero."""
+        for k in range(desc.shape[0]):
+            d = desc[k]
+            n, m, R = d[0], d[1], d[2]
+            carray(_at(d[4], f), (B * n,))[:] = 0
+            carray(_at(d[5], f), (B * R,))[:] = 0
+            carray(_at(d[6], f), (B * R,))[:] = 0
+            carray(_at(d[7], f), (B * m,))[:] = 0
+            carray(_at(d[8], g), (B * R,))[:] = carray(_at(d[9], g), (B * R,))
+            carray(_at(d[16], desc), (n,))[:] = 0
+            carray(_at(d[17], desc), (R,))[:] = 0
+            carray(_at(d[21], desc), (R,))[:] = 0
+            if d[3] >= 2:
+                carray(_at(d[18], f), (B * m,))[:] = 0

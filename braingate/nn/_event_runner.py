@@ -99,17 +99,11 @@ class EventRunner:
         next step the batch size may still change. ``drop=True`` (or a state on the autograd
         graph) drops the state instead; the next step builds a new one.
         """
-        live = []
-        for ref in getattr(self, "listeners", ()):
-            callback = ref()
-            if callback is not None:  # dead references (chains gone) are dropped here
-                live.append(ref)
-                callback()
-        self.listeners = live  # weak references to callbacks run before each reset
+        self.notify()
         st = getattr(self, "state", None)  # None in __init__
-        if not drop and st is not None and self._views is not None and self._mark is None:
+        if not drop and self.zeroable():
             per_sample = gate is not None and gate.dim() == 2
-            drop = bool(st.y.requires_grad) or (per_sample and gate.shape[0] != st.gate.shape[0])
+            drop = per_sample and gate.shape[0] != st.gate.shape[0]
         else:
             drop = True
         if drop:
@@ -118,19 +112,14 @@ class EventRunner:
             self._views: tuple | None = None  # numpy views of the state, for the kernel
             self.last_counts: np.ndarray | None = None  # (B, len(COUNT_FIELDS)) int64
             self._counts_buf: np.ndarray | None = None
-            self._fresh = False
         else:
             x_hat, z, z_hat, y, gstate = self._views  # numpy views aliasing the state
             g = None if gate is None else gate.detach().cpu().numpy()
             _kernels.zero_stream(x_hat, z, z_hat, y, gstate, g, self._in_units, self._lat_units,
                                  self._lat_units_dense)  # fmt: skip
-            self._fresh = True  # zero state, no step yet: a new batch size is allowed
-        self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
         if not hasattr(self, "_ctx"):  # the cached _Context survives: its key covers its inputs
             self._ctx: _Context | None = None
             self._basis: tuple | None = None  # factors (id, version) the accumulators match
-        self.steps = 0
-        self.resync_ops = 0  # summed over samples
         if not hasattr(self, "_in_units"):  # later zeroed in place: compiled chains hold them
             self._in_units = np.zeros(self.n, np.int64)  # event-step events per unit, all samples
             self._lat_units = np.zeros(self.rank, np.int64)
@@ -138,6 +127,36 @@ class EventRunner:
         elif drop:
             for arr in (self._in_units, self._lat_units, self._lat_units_dense):
                 arr.fill(0)
+        self.restarted(fresh=not drop)
+
+    def notify(self) -> None:
+        """Run the callbacks in ``listeners`` (a stream ends); drop those whose owner is gone."""
+        live = []
+        for ref in getattr(self, "listeners", ()):
+            callback = ref()
+            if callback is not None:
+                live.append(ref)
+                callback()
+        self.listeners = live  # weak references to callbacks run before each reset
+
+    def zeroable(self) -> bool:
+        """The state is one the kernel steps on (numpy views, off the autograd graph): a reset
+        zeroes it in place."""
+        st = getattr(self, "state", None)
+        return (
+            st is not None
+            and self._views is not None
+            and self._mark is None
+            and not st.y.requires_grad
+        )
+
+    def restarted(self, fresh: bool) -> None:
+        """Counters of a new stream; the state and per-unit counters were zeroed (``fresh``: in
+        place, so until the first step the batch size may still change) or dropped."""
+        self._fresh = fresh
+        self._mark: _DenseMark | None = None  # set while the last step was dense (auto mode)
+        self.steps = 0
+        self.resync_ops = 0  # summed over samples
         self._dense_samples = 0  # samples × dense steps taken under a full gate
         self._pred = 0.0  # synops expected at the next step (auto mode)
         self._dense_run = 0  # consecutive dense steps (auto mode)

@@ -23,6 +23,7 @@ from braingate.functional import _kernels
 from braingate.nn._event_runner import version_sum
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
+from braingate.sim.control import reset as reset_model
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
@@ -63,6 +64,7 @@ class EventChain:
         self._after_reset = False
         self._listener = weakref.WeakMethod(self._before_reset)
         self._watch: list = []
+        self._runners: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
         if (
@@ -98,6 +100,22 @@ class EventChain:
             if not self._pack(shape[0]):
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
         return self._step((x.detach() if x.requires_grad else x).contiguous())
+
+    def reset(self) -> None:
+        """:func:`braingate.reset` of the model, its layers' part in one compiled call.
+
+        The general path runs instead when the packed arrays are not all current, or a layer's
+        state cannot be zeroed in place (see ``EventRunner.zeroable``).
+        """
+        runners = self._runners if self._packed is not None else ()
+        if not runners or not self._still_valid() or not all(r.zeroable() for r in runners):
+            reset_model(self.model)
+            return
+        for r in runners:
+            r.notify()  # chains stepping on these layers (this one included) end their stream
+        _kernels.chain_reset(self._batch, self._packed, *self._types)
+        for r in runners:
+            r.restarted(fresh=True)
 
     def _before_reset(self) -> None:
         """Run by a layer's ``reset`` (see ``EventRunner.listeners``): the steps taken so far
@@ -152,13 +170,16 @@ class EventChain:
                     (act._buffers, "beta", act.beta),
                     (act._buffers, "threshold", act.threshold),
                 ]  # read in place
-            arrays = (*r._views, *ctx.kernel_args, r.last_counts, r._in_units, r._lat_units, *lif)
+            lif = lif or (r._lat_units,) * 3  # placeholders, never read
+            arrays = (*r._views, *ctx.kernel_args, r.last_counts, r._in_units, r._lat_units, *lif,
+                      r._lat_units_dense)  # fmt: skip
             want = [np_dtype] * 4 + [np.bool_] * 2 + [np_dtype] * 5 + [np.int64] * 3
-            for arr, dt in zip(arrays, want + [np.float32] * 3):
+            want += [np.float32 if code >= 2 else np.int64] * 3 + [np.int64]
+            for arr, dt in zip(arrays, want):
                 if arr.dtype != dt or not arr.flags.c_contiguous:  # never expected: refuse
                     return False
             keep += arrays
-            addr = [arr.ctypes.data for arr in arrays] + [0] * (3 - len(lif))
+            addr = [arr.ctypes.data for arr in arrays]
             rows.append([layer.in_features, layer.out_features, r.rank, code, *addr])
             runners.append(r)
             watch.append((r.__dict__, "state", r.state))

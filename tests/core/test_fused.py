@@ -141,3 +141,49 @@ def test_chain_runs_float64_at_any_batch(batch):
         for t in range(8):
             out = chain(xs[t])
             assert out.dtype == torch.float64 and torch.equal(out, plain(xs[t])), t
+
+
+@pytest.mark.parametrize("with_lif", [False, True])
+def test_chain_reset_is_a_model_reset(with_lif):
+    """chain.reset() leaves the layers exactly as bg.reset(model) does, stream after stream."""
+    xs = torch.randn(3, 6, 2, 10).cumsum(1) * 0.3
+    fused, plain = make(with_lif), make(with_lif)
+    for m in (fused, plain):
+        m[0].set_active_blocks(torch.tensor([[True, False], [True, True]]))
+    chain = compile_events(fused)
+    chain.reset()  # before any step: the general path
+    with torch.no_grad():
+        for stream in xs:
+            for x in stream:
+                assert torch.equal(chain(x), plain(x))
+            chain.reset()
+            bg.reset(plain)
+            for f, p in zip(fused.modules(), plain.modules()):
+                if isinstance(f, bg.EventLinear):
+                    rf, rp = f._runner, p._runner
+                    assert rf.steps == rp.steps == 0 and rf.resync_ops == rp.resync_ops == 0
+                    assert (rf.latent_unit_events == rp.latent_unit_events).all()
+                    assert (rf.input_unit_events == 0).all()
+                    assert all(torch.equal(a, b) for a, b in zip(rf.state, rp.state))
+                elif isinstance(f, LIF):
+                    assert torch.equal(f.mem, torch.zeros_like(f.mem))
+        assert fused[0]._runner.state.gate[0].tolist() == [True] * 4 + [False] * 4
+
+
+def test_chain_reset_tells_other_chains_and_falls_back_when_stale():
+    xs = torch.randn(8, 2, 10).cumsum(0) * 0.3
+    net, plain = make(False), make(False)
+    a, b = compile_events(net), compile_events(net)
+    with torch.no_grad():
+        for x in xs[:4]:
+            assert torch.equal(a(x), plain(x))
+        b.reset()  # b never stepped: bg.reset(model), which a hears about
+        bg.reset(plain)
+        for x in xs[4:6]:
+            assert torch.equal(a(x), plain(x))
+        net[2].threshold = 0.2  # a's arrays are stale now: its reset takes the general path
+        plain[2].threshold = 0.2
+        a.reset()
+        bg.reset(plain)
+        for x in xs[6:]:
+            assert torch.equal(b(x), plain(x))
