@@ -33,6 +33,8 @@ from braingate.functional.event_step import event_step, resync
 from braingate.state import EventState
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+_WITNESS = {t: (np.zeros(1, d), np.zeros(1, np.bool_)) for t, d in zip(_KERNEL_DTYPES, (np.float32, np.float64))}  # fmt: skip
+_COUNTS = _kernels.CHAIN_FIELDS.index("counts") - 4  # in a kernel row's arrays (after 4 sizes)
 _VERSION = operator.attrgetter("_version")
 
 
@@ -67,9 +69,9 @@ class _Hot(NamedTuple):
     version_sum: int  # of their version counters (each only grows, so the sum moves with any)
     shape: torch.Size  # (B, n) of the input
     dtype: torch.dtype
-    np_dtype: type
-    args: tuple | None  # the kernel's arguments between input and output; None after a dense step
-    tail: tuple  # counts, in_units, lat_units
+    desc: np.ndarray | None  # the kernel's one-row descriptor; None after a dense step
+    keep: tuple | None  # the arrays whose addresses it holds
+    witness: tuple  # arrays of the float and bool dtypes (chain_step's type arguments)
     grad_param: Tensor  # U: with autograd on and U requiring grad, the torch path runs instead
     ctx: _Context  # what it was built from (auto mode reads the cost model's prediction)
 
@@ -268,12 +270,11 @@ class EventRunner:
                 return self._dense_step(layer, x, ctx)
             if dense:
                 return None
-        if hot.args is None or self.state is not hot.state:
+        if hot.desc is None or self.state is not hot.state:
             return None
-        xn = (x if x.is_contiguous() else x.contiguous()).numpy()
-        out = np.empty((B, self.m), hot.np_dtype)
-        counts = hot.tail[0]
-        _kernels.event_step_np(xn, *hot.args, out, *hot.tail)
+        xc = x if x.is_contiguous() else x.contiguous()
+        out = _kernels.chain_step(xc.data_ptr(), B, hot.desc, *hot.witness)
+        counts = hot.keep[_COUNTS]
         self.last_counts = counts
         if auto:
             self._pred = _kernels.synops_total(counts)
@@ -288,12 +289,31 @@ class EventRunner:
         """Record what :meth:`hot_step` needs after a checked step (``kernel``: a kernel step)."""
         P = layer._parameters
         tracked = ctx.tracked
+        row = self.kernel_row(layer, ctx, self._counts_buf) if kernel else None
         self._hot = _Hot(
             self.state if kernel else None, layer._epoch, tracked, version_sum(tracked),
-            x.shape, x.dtype, np.float64 if x.dtype == torch.float64 else np.float32,
-            (*self._views, *ctx.kernel_args) if kernel else None,
-            (self._counts_buf, self._in_units, self._lat_units), P["U"], ctx,
+            x.shape, x.dtype, None if row is None else np.array([row[0]], np.int64),
+            None if row is None else row[1], _WITNESS.get(x.dtype), P["U"], ctx,
         )  # fmt: skip
+
+    def kernel_row(self, layer, ctx: _Context, counts: np.ndarray, act: int = 0, lif: tuple = ()):
+        """This layer's row of a :func:`~braingate.functional._kernels.chain_step` descriptor
+        and the arrays whose addresses it holds (the caller keeps them alive); None if one of
+        them does not have the kernel's dtype and layout (never expected).
+
+        ``act``: the activation code after the layer; ``lif``: a LIF's membrane, decay and
+        threshold (float32) when ``act`` >= 2."""
+        lif = lif or (self._lat_units,) * 3  # placeholders, never read
+        arrays = (*self._views, *ctx.kernel_args, counts, self._in_units, self._lat_units, *lif,
+                  self._lat_units_dense)  # fmt: skip
+        f = self._views[0].dtype
+        want = [f] * 4 + [np.bool_] * 2 + [f] * 5 + [np.int64] * 3
+        want += [np.float32 if act >= 2 else np.int64] * 3 + [np.int64]
+        for arr, dt in zip(arrays, want, strict=True):
+            if arr.dtype != dt or not arr.flags.c_contiguous:
+                return None
+        row = [layer.in_features, layer.out_features, self.rank, act]
+        return row + [arr.ctypes.data for arr in arrays], arrays
 
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from braingate.functional import _kernels
-from braingate.nn._event_runner import version_sum
+from braingate.nn._event_runner import _WITNESS, version_sum
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
 from braingate.sim.control import reset as reset_model
@@ -144,7 +144,6 @@ class EventChain:
         each of those arrays, and :meth:`_still_valid` re-packs when one is replaced."""
         self._flush_steps()
         rows, keep, watch, layer_dicts, runners, tracked = [], [], [], [], [], []
-        np_dtype = _NP[self.dtype]
         for layer, act in self.plan:
             r = layer._runner
             if r.state is not None and r.state.x_hat.shape[0] != B and r._fresh:
@@ -170,24 +169,18 @@ class EventChain:
                     (act._buffers, "beta", act.beta),
                     (act._buffers, "threshold", act.threshold),
                 ]  # read in place
-            lif = lif or (r._lat_units,) * 3  # placeholders, never read
-            arrays = (*r._views, *ctx.kernel_args, r.last_counts, r._in_units, r._lat_units, *lif,
-                      r._lat_units_dense)  # fmt: skip
-            want = [np_dtype] * 4 + [np.bool_] * 2 + [np_dtype] * 5 + [np.int64] * 3
-            want += [np.float32 if code >= 2 else np.int64] * 3 + [np.int64]
-            for arr, dt in zip(arrays, want):
-                if arr.dtype != dt or not arr.flags.c_contiguous:  # never expected: refuse
-                    return False
-            keep += arrays
-            addr = [arr.ctypes.data for arr in arrays]
-            rows.append([layer.in_features, layer.out_features, r.rank, code, *addr])
+            made = r.kernel_row(layer, ctx, r.last_counts, code, lif)
+            if made is None:  # an array without the kernel's dtype or layout (never expected)
+                return False
+            keep += made[1]
+            rows.append(made[0])
             runners.append(r)
             watch.append((r.__dict__, "state", r.state))
             watch.append((r.__dict__, "_in_units", r._in_units))
             tracked += ctx.tracked
             layer_dicts.append(layer.__dict__)
         self._packed = np.array(rows, np.int64)
-        self._types = (np.zeros(1, np_dtype), np.zeros(1, np.bool_))
+        self._types = _WITNESS[self.dtype]
         self._keep, self._batch = keep, B
         self._shape = torch.Size((B, self.in_features))
         self._watch, self._layer_dicts = watch, layer_dicts
