@@ -37,6 +37,7 @@ class Setup:
     tolerance: float = 0.0  # calibration: allowed drop of training accuracy
     calib_evals: int = 60  # calibration budget (event-mode simulations)
     start_scale: float = 1.0  # fine-tuning starts from the calibrated thresholds times this
+    target_ratio: float | None = None  # activity under 1/target_ratio is not penalised
 
 
 def mlp(features: int, hidden: int, classes: int) -> nn.Sequential:
@@ -70,7 +71,8 @@ def train_dense(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: str)
 def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: str) -> list:
     """Events in the loop: surrogate gradients, learned per-unit thresholds, activity penalty.
 
-    Loss ``CE + λ · synops/dense_synops`` on the differentiable event path; returns the history.
+    Loss ``CE + λ · max(0, synops/dense_synops − 1/target_ratio)`` on the differentiable event
+    path; returns the history.
     """
     layers = [m for m in net.modules() if isinstance(m, bg.EventLinear)]
     for layer in layers:
@@ -88,7 +90,9 @@ def finetune_events(net: nn.Module, xs: Tensor, ys: Tensor, setup: Setup, desc: 
         for idx in torch.randperm(xs.shape[1]).split(setup.batch):
             out, tape = rollout(net, xs[:, idx])
             ce = F.cross_entropy(logits(out, setup.readout), ys[idx])
-            loss = ce + setup.lam * tape.penalty()
+            loss = ce + setup.lam * tape.penalty(
+                1 / setup.target_ratio if setup.target_ratio else 0
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -47,14 +47,27 @@ class EventTape:
         self.synops = self.synops + counts.synops
         self.dense_synops += layer.in_features * layer.out_features
 
-    def penalty(self) -> Tensor:
-        r"""Relative activity ``mean_b(synops) / dense_synops`` (0 for a silent network).
+    def penalty(self, budget: float = 0.0) -> Tensor:
+        r"""Relative activity ``mean_b(synops) / dense_synops`` above ``budget`` (0 for a silent
+        network).
 
-        .. math:: \mathcal A = \frac{1}{B}\sum_b \frac{\sum_{t,\ell} |E|R + |L|m}{\sum_{t,\ell} nm}
+        .. math:: \mathcal A = \max\Big(0,\ \frac{1}{B}\sum_b
+           \frac{\sum_{t,\ell} |E|R + |L|m}{\sum_{t,\ell} nm} - \text{budget}\Big)
+
+        ``budget`` is the activity allowed for free, e.g. ``1 / 20`` to train towards 20× fewer
+        synops than dense: once the network is under it, only the task loss moves the weights
+        (with ``budget = 0`` every synop is penalised and activity keeps falling as long as
+        training runs).
         """
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < 1:
+            raise ValueError(
+                f"budget={budget!r} must be a relative activity in [0, 1) (e.g. 1/20 for 20x "
+                "fewer synops than dense)"
+            )
         if self.dense_synops == 0:
             return torch.zeros(())
-        return torch.as_tensor(self.synops).float().mean() / self.dense_synops
+        activity = torch.as_tensor(self.synops).float().mean() / self.dense_synops
+        return (activity - budget).clamp_min(0.0) if budget else activity
 
     def ratio(self) -> float:
         """``dense_synops / synops`` of this run (inf when silent)."""

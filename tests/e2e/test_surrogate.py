@@ -131,3 +131,22 @@ def test_events_in_loop_restores_forward_and_checks_shape():
     assert "forward" not in net[0].__dict__
     with pytest.raises(TypeError, match="nn.Module"):
         events_in_loop("not a model")
+
+
+def test_penalty_budget_frees_activity_under_it(rng):
+    net, xs = _net(0.05), _stream(T=10, B=4)
+    for m in net:
+        if isinstance(m, bg.EventLinear):
+            m.learn_thresholds()
+    _, tape = rollout(net, xs)
+    activity = tape.penalty()
+    assert float(activity) == pytest.approx(1 / tape.ratio())
+    under = tape.penalty(budget=0.5 * float(activity))
+    assert float(under) == pytest.approx(0.5 * float(activity))
+    over = tape.penalty(budget=min(0.99, 2 * float(activity)))
+    assert float(over) == 0.0
+    under.backward()  # the hinge keeps the surrogate gradient while above the budget
+    assert float(net[0].threshold_raw.grad.abs().sum()) > 0
+    for bad in (-0.1, 1.0, "0.1", True):
+        with pytest.raises(ValueError, match=r"budget=.*relative activity in \[0, 1\)"):
+            tape.penalty(budget=bad)
