@@ -6,7 +6,7 @@ reports per dataset the test accuracy of the dense and event networks, the synop
 per-step and per-stream wall-clock speedups over dense full-rank, with their spread. The data
 splits are fixed (aeon's own split; digits 70/30 with seed 0); only the training seed varies.
 
-    python benchmarks/e2e_seeds.py [--seeds 0 1 2 3 4] [--out results/e2e_seeds.json] [--quick]
+    python benchmarks/e2e_seeds.py [--seeds 0 1 2 3 4] [--no-budget] [--out results/e2e_seeds.json]
 """
 
 from __future__ import annotations
@@ -59,10 +59,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--datasets", nargs="+", default=["BasicMotions", "digits"])
     ap.add_argument("--quick", action="store_true", help="tiny networks and data (smoke test)")
+    ap.add_argument(
+        "--no-budget",
+        action="store_true",
+        help="fine-tune with the plain activity penalty (no synops budget)",
+    )
     ap.add_argument("--out", default="results/e2e_seeds.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # as examples/02: batch-1 timing on one core for both paths
     ex = importlib.import_module("02_compare_event_vs_dense")
+    for setup in ex.SETUPS.values() if args.no_budget else ():
+        setup.target_ratio = None
     rows = [
         headline(ex.run(name, args.quick, seed)) for seed in args.seeds for name in args.datasets
     ]
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
             "speedup_step", "speedup_stream"]  # fmt: skip
     fmt = dict.fromkeys(cols[2:5], "{:.1f}") | dict.fromkeys(cols[5:], "{:.2f}")
     print(table(rows + summ, cols, fmt))
-    payload = {"machine": machine(), "quick": args.quick, "rows": rows, "summary": summ,
+    payload = {"machine": machine(), "quick": args.quick, "budget": not args.no_budget,
+               "rows": rows, "summary": summ,
                "command": "python benchmarks/e2e_seeds.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
     print("wrote", write_json(args.out, payload))
     return payload
