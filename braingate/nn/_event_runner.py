@@ -251,6 +251,7 @@ class EventRunner:
             or x.dtype is not hot.dtype
             or not x.is_cpu
             or x.requires_grad
+            or x.layout is not torch.strided
             or (torch.is_grad_enabled() and hot.grad_param.requires_grad)
         ):
             return None

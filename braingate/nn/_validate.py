@@ -45,8 +45,14 @@ def execution_mode(value: object) -> str:
 def layer_input(x: object, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise TypeError(
+            f"input has layout {x.layout}; event layers take dense tensors: x.to_dense()"
+        )
     if x.dim() == 0 or x.shape[-1] != n:
         raise ValueError(f"input has shape {tuple(x.shape)} but in_features={n}; pass (..., {n})")
+    if x.numel() == 0:
+        raise ValueError(f"input has shape {tuple(x.shape)}: no samples; pass at least one")
     if x.dtype != dtype:
         raise TypeError(
             f"input dtype {x.dtype} differs from the layer's {dtype}; use x.to({dtype})"

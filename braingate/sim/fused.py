@@ -29,6 +29,7 @@ __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 _EPOCH = operator.itemgetter("_epoch")
+_STRIDED = torch.strided
 _PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
 
 
@@ -71,8 +72,9 @@ class EventChain:
             not isinstance(x, Tensor)
             or x.shape != self._shape
             or x.dtype is not self.dtype
-            or x.is_cuda
+            or not x.is_cpu
             or x.requires_grad
+            or x.layout is not _STRIDED
             or not self._still_valid()
         ):
             return self._call_checked(x)
@@ -94,7 +96,14 @@ class EventChain:
         if not isinstance(x, Tensor):
             return self.model(x)  # the module path raises the precise error
         shape = x.shape
-        if len(shape) != 2 or shape[1] != self.in_features or x.dtype != self.dtype or x.is_cuda:
+        if (
+            len(shape) != 2
+            or shape[1] != self.in_features
+            or not shape[0]
+            or x.dtype != self.dtype
+            or not x.is_cpu
+            or x.layout is not _STRIDED
+        ):
             return self.model(x)  # nothing has run yet: the module path raises the precise error
         if self._packed is None or shape[0] != self._batch or not self._still_valid():
             if not self._pack(shape[0]):

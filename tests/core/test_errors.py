@@ -77,3 +77,28 @@ def test_simulate_and_convert_errors():
         bg.convert(torch.nn.Sequential(torch.nn.Linear(4, 4)), rank=2, targets="nope")
     with pytest.raises(ValueError, match=r"rank=1.5 as a fraction must be in \(0, 1\]"):
         bg.convert(torch.nn.Sequential(torch.nn.Linear(4, 4)), rank=1.5)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_sparse_meta_and_empty_inputs_on_a_steady_stream(compiled):
+    """Inputs the compiled step must never see get the module path's clear error, mid-stream,
+    and the stream goes on as if they had not been passed."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(bg.EventLinear(10, 8, 4, threshold=0.05), torch.nn.ReLU())
+    bg.execution(net, "event")
+    step = bg.sim.compile_events(net) if compiled else net
+    xs = torch.randn(6, 2, 10).cumsum(0)
+    with torch.no_grad():
+        ref = [net(x) for x in xs]
+        bg.reset(net)
+        for t, x in enumerate(xs):
+            if t == 3:
+                bad_inputs = [
+                    (x.to_sparse(), TypeError, r"layout torch.sparse_coo.*x.to_dense\(\)"),
+                    (torch.empty(2, 10, device="meta"), ValueError, r"input is on meta"),
+                    (torch.empty(0, 10), ValueError, r"shape \(0, 10\): no samples"),
+                ]
+                for bad, exc, match in bad_inputs:
+                    with pytest.raises(exc, match=match):
+                        step(bad)
+            assert torch.equal(step(x), ref[t]), t
