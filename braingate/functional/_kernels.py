@@ -177,9 +177,9 @@ lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_
 # Passing every layer's arrays to a compiled function costs more than a sparse step's arithmetic
 # (numba unboxes each array, ~0.1 µs apiece, ~17 per layer). The chain kernel takes one int64
 # descriptor instead: per layer its sizes and the data addresses of its arrays, which the kernel
-# views in place. The caller (braingate.sim.fused.EventChain) holds a reference to every array
-# whose address it wrote and rebuilds the descriptor when one is replaced, so an address never
-# outlives its array.
+# views in place. The callers (braingate.sim.fused.EventChain for a network, EventRunner.hot_step
+# for one layer) hold a reference to every array whose address they wrote and rebuild the
+# descriptor when one is replaced, so an address never outlives its array.
 
 CHAIN_FIELDS = tuple(
     "n m R act x_hat z z_hat y gstate gate V Us_t bias th thz counts in_units lat_units"

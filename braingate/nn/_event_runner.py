@@ -33,7 +33,10 @@ from braingate.functional.event_step import event_step, resync
 from braingate.state import EventState
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
-_WITNESS = {t: (np.zeros(1, d), np.zeros(1, np.bool_)) for t, d in zip(_KERNEL_DTYPES, (np.float32, np.float64))}  # fmt: skip
+_WITNESS = {  # arrays of the float dtype and of bool: chain_step's type arguments
+    torch.float32: (np.zeros(1, np.float32), np.zeros(1, np.bool_)),
+    torch.float64: (np.zeros(1, np.float64), np.zeros(1, np.bool_)),
+}
 _COUNTS = _kernels.CHAIN_FIELDS.index("counts") - 4  # in a kernel row's arrays (after 4 sizes)
 _VERSION = operator.attrgetter("_version")
 
