@@ -20,7 +20,9 @@ _MEMO: dict[str, CostModel] = {}
 
 def _cache_file(device: torch.device) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "braingate"
-    tag = f"cost-v2-{device.type}-torch{torch.__version__}-threads{torch.get_num_threads()}.json"
+    # the version moves when the measured paths change (v3: the descriptor kernel's lower
+    # per-call cost), so a cache written by older code is measured again
+    tag = f"cost-v3-{device.type}-torch{torch.__version__}-threads{torch.get_num_threads()}.json"
     return root / tag
 
 
