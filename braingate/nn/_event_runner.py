@@ -30,6 +30,7 @@ from torch import Tensor
 from braingate.functional import _kernels
 from braingate.functional.cost import current_cost_model
 from braingate.functional.event_step import event_step, resync
+from braingate.nn._optim_watch import optimizer_steps
 from braingate.state import EventState
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -190,11 +191,22 @@ class EventRunner:
         cost = current_cost_model(U.device.type)
         key = (U._version, s._version, V._version, -1 if b is None else b._version,
                layer._epoch, B, _threshold_key(layer, "threshold", P),
-               _threshold_key(layer, "latent_threshold", P), id(cost))  # fmt: skip
+               _threshold_key(layer, "latent_threshold", P), id(cost), optimizer_steps())  # fmt: skip
         ctx = self._ctx
         if ctx is not None and ctx.key == key:
             return ctx
-        basis = (id(U), U._version, id(s), s._version, id(V), V._version)
+        n, m, R = self.n, self.m, self.rank
+        if U.shape != (m, R) or s.shape != (R,) or V.shape != (n, R):
+            raise ValueError(
+                f"factors U {tuple(U.shape)}, s {tuple(s.shape)}, V {tuple(V.shape)} do not fit "
+                f"this layer; assign U ({m}, {R}), s ({R},) and V ({n}, {R})"
+            )
+        if gate.dim() == 2 and gate.shape[0] != B:
+            raise ValueError(
+                f"per-sample gate for B={gate.shape[0]} does not match batch {B}; "
+                "call set_active_blocks with a (B, blocks) mask for this batch"
+            )
+        basis = (id(U), U._version, id(s), s._version, id(V), V._version, optimizer_steps())
         if basis != self._basis:
             # the factors changed mid-stream: the accumulators were built with the old ones
             self._basis, self._mark = basis, None
@@ -249,7 +261,7 @@ class EventRunner:
         if (
             hot is None
             or layer._epoch != hot.epoch
-            or not isinstance(x, Tensor)
+            or type(x) is not Tensor  # subclasses (FakeTensor, ...) may have no data to read
             or x.shape != hot.shape
             or x.dtype is not hot.dtype
             or not x.is_cpu
@@ -258,7 +270,7 @@ class EventRunner:
             or (torch.is_grad_enabled() and hot.grad_param.requires_grad)
         ):
             return None
-        if version_sum(hot.tracked) != hot.version_sum:
+        if version_sum(hot.tracked) != hot.version_sum or optimizer_steps() != hot.ctx.key[-1]:
             return None
         B = hot.shape[0]
         if auto:
@@ -313,8 +325,11 @@ class EventRunner:
         f = self._views[0].dtype
         want = [f] * 4 + [np.bool_] * 2 + [f] * 5 + [np.int64] * 3
         want += [np.float32 if act >= 2 else np.int64] * 3 + [np.int64]
-        for arr, dt in zip(arrays, want, strict=True):
-            if arr.dtype != dt or not arr.flags.c_contiguous:
+        B, n, m, R = counts.shape[0], self.n, self.m, self.rank
+        shapes = [(B, n), (B, R), (B, R), (B, m), (B, R), (B, R), (n, R), (R, m), (m,), (n,), (R,)]
+        shapes += [(B, 5), (n,), (R,)] + ([(B, m), (m,), (m,)] if act >= 2 else [(R,)] * 3) + [(R,)]
+        for arr, dt, shape in zip(arrays, want, shapes, strict=True):
+            if arr.dtype != dt or arr.shape != shape or not arr.flags.c_contiguous:
                 return None
         row = [layer.in_features, layer.out_features, self.rank, act]
         return row + [arr.ctypes.data for arr in arrays], arrays

@@ -219,6 +219,8 @@ class EventLinear(nn.Module):
     @execution.setter
     def execution(self, mode: str) -> None:
         self._execution = check.execution_mode(mode)
+        if "_epoch" in self.__dict__:
+            self._epoch += 1  # compiled chains re-check the mode
 
     def set_active_blocks(self, k_or_mask: int | Tensor | None) -> None:
         """Switch gate blocks: ``k`` most important blocks (by ``Σ s²``), or a bool mask.
@@ -272,6 +274,23 @@ class EventLinear(nn.Module):
         super().__setattr__(name, value)
         if name in _CACHED and "_epoch" in self.__dict__:
             self.__dict__["_epoch"] += 1  # a replaced factor invalidates cached views
+
+    def register_parameter(self, name: str, param) -> None:
+        super().register_parameter(name, param)
+        if name in _CACHED and "_epoch" in self.__dict__:
+            self.__dict__["_epoch"] += 1
+
+    def refresh(self) -> None:
+        """Re-read the factors, thresholds and bias at the next step, and re-sync the stream
+        state to them.
+
+        Edits through autograd-visible in-place ops, optimizer steps (fused ones included),
+        attribute assignment and ``.to()`` are noticed on their own. Call this after changes
+        that bypass all of them: ``p.data = ...``, ``p.data.mul_(...)``, or swapping tensors
+        in with ``torch.func.functional_call``.
+        """
+        self._epoch += 1
+        self._runner._basis = None  # the accumulators no longer match the factors: re-sync
 
     def _apply(self, fn, recurse: bool = True):
         # .to(), .cuda(), .double(): tensors move, so cached views and the state are stale

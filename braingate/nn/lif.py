@@ -38,16 +38,28 @@ class LIF(nn.Module):
         super().__init__()
         if reset not in ("subtract", "zero"):
             raise ValueError(f"reset={reset!r} is unknown; pass 'subtract' or 'zero'")
-        b = torch.as_tensor(beta, dtype=torch.float32).expand(size).clone()
-        t = torch.as_tensor(threshold, dtype=torch.float32).expand(size).clone()
-        if bool(((b < 0) | (b > 1)).any()):
-            raise ValueError(f"beta must lie in [0, 1]; got {b.unique().tolist()[:4]}")
-        if bool((t <= 0).any()):
-            raise ValueError(f"threshold must be > 0; got {t.unique().tolist()[:4]}")
         self.size, self.reset_mode = size, reset
-        self.register_buffer("beta", b)
-        self.register_buffer("threshold", t)
+        self.register_buffer("beta", self._per_neuron("beta", beta))
+        self.register_buffer("threshold", self._per_neuron("threshold", threshold))
         self.mem: Tensor | None = None
+
+    def _per_neuron(self, name: str, value) -> Tensor:
+        """``value`` (scalar or ``(n,)``) as a validated float32 ``(n,)`` buffer."""
+        try:
+            v = torch.as_tensor(value, dtype=torch.float32).expand(self.size).clone()
+        except RuntimeError as e:
+            raise ValueError(f"{name} must be a scalar or ({self.size},); got {value!r}") from e
+        bad = (v < 0) | (v > 1) if name == "beta" else v <= 0
+        if bool(bad.any()):
+            rule = "lie in [0, 1]" if name == "beta" else "be > 0"
+            raise ValueError(f"{name} must {rule}; got {v.unique().tolist()[:4]}")
+        return v
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("beta", "threshold") and "_buffers" in self.__dict__:
+            # a new value of any broadcastable shape becomes the (n,) buffer the kernels read
+            value = self._per_neuron(name, value).to(self._buffers[name].device)
+        super().__setattr__(name, value)
 
     @classmethod
     def from_snntorch(cls, leaky: nn.Module, size: int) -> LIF:

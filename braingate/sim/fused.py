@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from braingate.functional import _kernels
 from braingate.nn._event_runner import _WITNESS, version_sum
+from braingate.nn._optim_watch import optimizer_steps
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
 from braingate.sim.control import reset as reset_model
@@ -66,10 +67,11 @@ class EventChain:
         self._listener = weakref.WeakMethod(self._before_reset)
         self._watch: list = []
         self._runners: list = []
+        self._ptrs: list = []
 
     def __call__(self, x: Tensor) -> Tensor:
         if (
-            not isinstance(x, Tensor)
+            type(x) is not Tensor  # subclasses (FakeTensor, ...) may have no data to read
             or x.shape != self._shape
             or x.dtype is not self.dtype
             or not x.is_cpu
@@ -93,8 +95,8 @@ class EventChain:
 
     def _call_checked(self, x) -> Tensor:
         """A first step, a step after a change or reset, or input the fast test did not accept."""
-        if not isinstance(x, Tensor):
-            return self.model(x)  # the module path raises the precise error
+        if type(x) is not Tensor:
+            return self.model(x)  # the module path raises the precise error (or copes)
         shape = x.shape
         if (
             len(shape) != 2
@@ -117,11 +119,16 @@ class EventChain:
         state cannot be zeroed in place (see ``EventRunner.zeroable``).
         """
         runners = self._runners if self._packed is not None else ()
-        if not runners or not self._still_valid() or not all(r.zeroable() for r in runners):
+        for r in runners:
+            r.notify()  # chains on these layers (this one too) end their stream: a re-sync may run
+        if (
+            self._packed is None
+            or not runners
+            or not self._still_valid()
+            or not all(r.zeroable() for r in runners)
+        ):
             reset_model(self.model)
             return
-        for r in runners:
-            r.notify()  # chains stepping on these layers (this one included) end their stream
         _kernels.chain_reset(self._batch, self._packed, *self._types)
         for r in runners:
             r.restarted(fresh=True)
@@ -152,9 +159,11 @@ class EventChain:
         the data addresses of every layer's state, arguments and counters. ``self._keep`` holds
         each of those arrays, and :meth:`_still_valid` re-packs when one is replaced."""
         self._flush_steps()
-        rows, keep, watch, layer_dicts, runners, tracked = [], [], [], [], [], []
+        rows, keep, watch, layer_dicts, runners, tracked, ptrs = [], [], [], [], [], [], []
         for layer, act in self.plan:
             r = layer._runner
+            if layer.U.dtype is not self.dtype or layer.execution != "event":
+                return False  # converted or switched since: the module path runs (or says why)
             if r.state is not None and r.state.x_hat.shape[0] != B and r._fresh:
                 r.state, r._views, r._hot = None, None, None  # reset, then a new batch size
             if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
@@ -178,14 +187,19 @@ class EventChain:
                     (act._buffers, "beta", act.beta),
                     (act._buffers, "threshold", act.threshold),
                 ]  # read in place
+                ptrs.append((act.mem, act.mem.data_ptr()))  # a storage swap keeps the tensor
             made = r.kernel_row(layer, ctx, r.last_counts, code, lif)
             if made is None:  # an array without the kernel's dtype or layout (never expected)
                 return False
             keep += made[1]
             rows.append(made[0])
             runners.append(r)
-            watch.append((r.__dict__, "state", r.state))
-            watch.append((r.__dict__, "_in_units", r._in_units))
+            watch += [
+                (r.__dict__, "state", r.state),
+                (r.__dict__, "_in_units", r._in_units),
+                (r.__dict__, "last_counts", r.last_counts),  # the module path replaces it
+                (layer.__dict__, "resync_every", layer.resync_every),  # sets when to flush
+            ]
             tracked += ctx.tracked
             layer_dicts.append(layer.__dict__)
         self._packed = np.array(rows, np.int64)
@@ -195,8 +209,10 @@ class EventChain:
         self._watch, self._layer_dicts = watch, layer_dicts
         self._runners = runners
         self._tracked = tracked
+        self._ptrs = ptrs
         self._version_sum = version_sum(self._tracked)
         self._epoch_sum = sum(map(_EPOCH, layer_dicts))
+        self._optimizer_steps = optimizer_steps()
         return True
 
     def _inputs_unchanged(self) -> bool:
@@ -208,6 +224,7 @@ class EventChain:
         return (
             version_sum(self._tracked) == self._version_sum
             and sum(map(_EPOCH, self._layer_dicts)) == self._epoch_sum
+            and optimizer_steps() == self._optimizer_steps
         )
 
     def _still_valid(self) -> bool:
@@ -218,6 +235,9 @@ class EventChain:
         """
         for d, key, obj in self._watch:
             if d.get(key) is not obj:
+                return False
+        for t, ptr in self._ptrs:
+            if t.data_ptr() != ptr:
                 return False
         return self._inputs_unchanged()
 
