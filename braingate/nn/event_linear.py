@@ -219,8 +219,6 @@ class EventLinear(nn.Module):
     @execution.setter
     def execution(self, mode: str) -> None:
         self._execution = check.execution_mode(mode)
-        if "_epoch" in self.__dict__:
-            self._epoch += 1  # compiled chains re-check the mode
 
     def set_active_blocks(self, k_or_mask: int | Tensor | None) -> None:
         """Switch gate blocks: ``k`` most important blocks (by ``Σ s²``), or a bool mask.

@@ -199,6 +199,7 @@ class EventChain:
                 (r.__dict__, "_in_units", r._in_units),
                 (r.__dict__, "last_counts", r.last_counts),  # the module path replaces it
                 (layer.__dict__, "resync_every", layer.resync_every),  # sets when to flush
+                (layer.__dict__, "_execution", layer._execution),  # "event" (checked in _pack)
             ]
             tracked += ctx.tracked
             layer_dicts.append(layer.__dict__)
