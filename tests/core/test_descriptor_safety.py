@@ -124,6 +124,11 @@ _UNSEEN = pytest.mark.xfail(
                                  pytest.param("data_inplace", marks=_UNSEEN)])  # fmt: skip
 @pytest.mark.parametrize("fused", [False, True], ids=["module", "chain"])
 def test_parameter_changes_without_version_bump_reach_the_kernel(how, fused):
+    _check_step_after_edit(how, fused, refresh=False)
+
+
+def _check_step_after_edit(how: str, fused: bool, refresh: bool) -> None:
+    """Three steps, an edit of the parameters, a step: it must use the edited parameters."""
     net = _net()  # thresholds 0: the event path equals the dense one up to rounding
     step = compile_events(net) if fused else net
     xs = torch.randn(4, 2, 8)
@@ -131,6 +136,8 @@ def test_parameter_changes_without_version_bump_reach_the_kernel(how, fused):
         for t in range(3):
             step(xs[t])
         _edit(net, how)
+        if refresh:
+            net[0].refresh()
         torch.testing.assert_close(step(xs[3]), _dense(net, xs[3]), rtol=1e-5, atol=1e-5)
 
 
@@ -283,15 +290,7 @@ def test_chain_rejects_a_per_sample_gate_for_another_batch_like_the_module_path(
 @pytest.mark.parametrize("how", ["data_assign", "data_inplace"])
 @pytest.mark.parametrize("fused", [False, True], ids=["module", "chain"])
 def test_refresh_makes_unseen_parameter_edits_reach_the_kernel(how, fused):
-    net = _net()
-    step = compile_events(net) if fused else net
-    xs = torch.randn(4, 2, 8)
-    with torch.no_grad():
-        for t in range(3):
-            step(xs[t])
-        _edit(net, how)
-        net[0].refresh()
-        torch.testing.assert_close(step(xs[3]), _dense(net, xs[3]), rtol=1e-5, atol=1e-5)
+    _check_step_after_edit(how, fused, refresh=True)
 
 
 def test_chain_follows_an_execution_switch():
