@@ -270,6 +270,7 @@ class EventRunner:
             or (torch.is_grad_enabled() and hot.grad_param.requires_grad)
         ):
             return None
+        # the context key ends with the optimizer-step count it was built at (see context())
         if version_sum(hot.tracked) != hot.version_sum or optimizer_steps() != hot.ctx.key[-1]:
             return None
         B = hot.shape[0]
