@@ -28,7 +28,6 @@ from braingate.sim.control import reset as reset_model
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
-_NP = {torch.float32: np.float32, torch.float64: np.float64}
 _EPOCH = operator.itemgetter("_epoch")
 _STRIDED = torch.strided
 _PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
@@ -267,7 +266,7 @@ def why_not_fusable(model: nn.Module) -> str:
         if isinstance(m, EventLinear):
             if m.execution != "event":
                 return f"layer {i} has execution={m.execution!r}, not 'event'"
-            if m.U.device.type != "cpu" or m.U.dtype not in _NP:
+            if m.U.device.type != "cpu" or m.U.dtype not in _WITNESS:
                 return f"layer {i} is {m.U.dtype} on {m.U.device}; needs float32/64 on CPU"
             if width is not None and width != m.in_features:
                 return f"layer {i} takes {m.in_features} features but receives {width}"

@@ -17,6 +17,8 @@ import braingate as bg
 from braingate.nn import LIF
 from braingate.sim import compile_events
 
+from ._helpers import dense_out
+
 
 def _run(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (it prints OK when the library behaved)."""
@@ -31,11 +33,6 @@ def _net(lif: bool = False, dtype=None, **kw) -> nn.Sequential:
                         bg.EventLinear(6, 3, 2, dtype=dtype, **kw))  # fmt: skip
     bg.execution(net, "event")
     return net
-
-
-def _dense(net, x):
-    with bg.execution(net, "dense"):
-        return net(x)
 
 
 # -- 1. chain dtype fixed at construction, layers converted afterwards -------------------------
@@ -138,7 +135,7 @@ def _check_step_after_edit(how: str, fused: bool, refresh: bool) -> None:
         _edit(net, how)
         if refresh:
             net[0].refresh()
-        torch.testing.assert_close(step(xs[3]), _dense(net, xs[3]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(step(xs[3]), dense_out(net, xs[3]), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.xfail(strict=True, reason="known limitation: functional_call swaps parameters "

@@ -8,6 +8,8 @@ from torch import nn
 
 import braingate as bg
 
+from ._helpers import dense_out
+
 
 def rowsum_norm(a: torch.Tensor) -> torch.Tensor:
     return a.abs().sum(-1).amax(-1)
@@ -20,14 +22,6 @@ def bound(layer: bg.EventLinear) -> torch.Tensor:
     return layer.threshold * rowsum_norm(
         layer.dense_weight()
     ) + layer.latent_threshold * rowsum_norm(Ug)
-
-
-def dense_out(layer: bg.EventLinear, x: torch.Tensor) -> torch.Tensor:
-    mode = layer.execution
-    layer.execution = "dense"
-    y = layer(x)
-    layer.execution = mode
-    return y
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["kernel", "torch"])

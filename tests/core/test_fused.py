@@ -60,87 +60,85 @@ def test_chain_passes_bad_input_to_the_module_path_for_its_error():
         chain(torch.randn(2, 7))
 
 
-def test_chain_sees_parameter_threshold_gate_and_reset_changes():
-    """Changes made between steps reach the fused chain exactly as they reach module stepping."""
-    xs = torch.randn(12, 2, 10).cumsum(0) * 0.3
-    fused, plain = make(True), make(True)
+def lockstep(T: int, edit, with_lif: bool = False, prepare=None, dtype=torch.float32, B: int = 2):
+    """One stream through a compiled chain and, module by module, through an identical copy;
+    ``edit(model, t)`` runs on both before step ``t``. Outputs must be identical."""
+    xs = torch.randn(T, B, 10, dtype=dtype).cumsum(0) * 0.3
+    fused, plain = make(with_lif).to(dtype), make(with_lif).to(dtype)
+    for m in (fused, plain):
+        if prepare is not None:
+            prepare(m)
     chain = compile_events(fused)
     with torch.no_grad():
-        for t in range(12):
+        for t in range(T):
             for m in (fused, plain):
-                if t == 3:
-                    m[0].threshold = 0.3
-                if t == 5:
-                    m[2].U.mul_(0.5)
-                if t == 7:
-                    m[0].set_active_blocks(1)
-                if t == 9:
-                    bg.reset(m)
-            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+                edit(m, t)
+            out = chain(xs[t])
+            assert out.dtype == dtype and torch.equal(out, plain(xs[t])), t
+    return fused, plain
+
+
+def _no_edit(m, t):
+    pass
+
+
+def test_chain_sees_parameter_threshold_gate_and_reset_changes():
+    """Changes made between steps reach the fused chain exactly as they reach module stepping."""
+
+    def edit(m, t):
+        if t == 3:
+            m[0].threshold = 0.3
+        if t == 5:
+            m[2].U.mul_(0.5)
+        if t == 7:
+            m[0].set_active_blocks(1)
+        if t == 9:
+            bg.reset(m)
+
+    lockstep(12, edit, with_lif=True)
 
 
 def test_chain_resyncs_on_the_same_steps_as_module_stepping():
-    xs = torch.randn(23, 2, 10).cumsum(0) * 0.3
-    fused, plain = make(False), make(False)
-    for m in (fused, plain):
+    def prepare(m):
         m[0].resync_every, m[2].resync_every = 5, 7
-    chain = compile_events(fused)
-    with torch.no_grad():
-        for t in range(23):
-            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+    fused, plain = lockstep(23, _no_edit, prepare=prepare)
     assert fused[0]._runner.resync_ops == plain[0]._runner.resync_ops > 0
     assert fused[2]._runner.resync_ops == plain[2]._runner.resync_ops > 0
 
 
 def test_chain_sees_in_place_edits_of_per_unit_thresholds():
-    xs = torch.randn(10, 2, 10).cumsum(0) * 0.3
-    fused, plain = make(False), make(False)
-    for m in (fused, plain):
+    def prepare(m):
         m[0].threshold = torch.full((10,), 0.1)
-    chain = compile_events(fused)
-    with torch.no_grad():
-        for t in range(10):
-            if t == 4:
-                fused[0].threshold.mul_(5.0)  # in place: no setter runs
-                plain[0].threshold.mul_(5.0)
-            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+
+    def edit(m, t):
+        if t == 4:
+            m[0].threshold.mul_(5.0)  # in place: no setter runs
+
+    lockstep(10, edit, prepare=prepare)
 
 
 def test_chain_sees_a_replaced_factor():
-    xs = torch.randn(6, 2, 10).cumsum(0) * 0.3
-    fused, plain = make(False), make(False)
-    chain = compile_events(fused)
-    with torch.no_grad():
-        for t in range(6):
-            if t == 3:
-                for m in (fused, plain):
-                    m[2].U = nn.Parameter(m[2].U.detach() * 2.0)
-            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+    def edit(m, t):
+        if t == 3:
+            m[2].U = nn.Parameter(m[2].U.detach() * 2.0)
+
+    lockstep(6, edit)
 
 
 def test_chain_sees_lif_buffer_edits_and_replacements():
-    xs = torch.randn(10, 2, 10).cumsum(0) * 0.3
-    fused, plain = make(True), make(True)
-    chain = compile_events(fused)
-    with torch.no_grad():
-        for t in range(10):
-            for m in (fused, plain):
-                if t == 3:
-                    m[1].beta.mul_(0.5)  # in place
-                if t == 6:
-                    m[1].threshold = torch.full((16,), 0.3)  # a new buffer
-            assert torch.equal(chain(xs[t]), plain(xs[t])), t
+    def edit(m, t):
+        if t == 3:
+            m[1].beta.mul_(0.5)  # in place
+        if t == 6:
+            m[1].threshold = torch.full((16,), 0.3)  # a new buffer
+
+    lockstep(10, edit, with_lif=True)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_chain_runs_float64_at_any_batch(batch):
-    xs = torch.randn(8, batch, 10, dtype=torch.float64).cumsum(0) * 0.3
-    fused, plain = make(False).double(), make(False).double()
-    chain = compile_events(fused)
-    with torch.no_grad():
-        for t in range(8):
-            out = chain(xs[t])
-            assert out.dtype == torch.float64 and torch.equal(out, plain(xs[t])), t
+    lockstep(8, _no_edit, dtype=torch.float64, B=batch)
 
 
 @pytest.mark.parametrize("with_lif", [False, True])

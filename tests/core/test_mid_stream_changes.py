@@ -11,13 +11,7 @@ from torch import nn
 
 import braingate as bg
 
-
-def dense_out(layer: bg.EventLinear, x: torch.Tensor) -> torch.Tensor:
-    mode = layer.execution
-    layer.execution = "dense"
-    y = layer(x)
-    layer.execution = mode
-    return y
+from ._helpers import dense_out
 
 
 def edit(layer: bg.EventLinear, t: int) -> None:
