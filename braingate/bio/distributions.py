@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from braingate._registry import Registry
 from braingate.bio.bio_config import BioConfig, Distribution
 
 
@@ -37,25 +38,23 @@ class SampleContext(NamedTuple):
 
 
 Sampler = Callable[[Tensor, float, SampleContext], Tensor]
-_SAMPLERS: dict[Distribution, Sampler] = {}
+REGISTRY: Registry[Sampler] = Registry("bio distribution")
 
 
 def register_distribution(dist: Distribution) -> Callable[[Sampler], Sampler]:
-    """Decorator: register ``fn(weight, nu, ctx) -> P`` (unclamped, shaped like weight)."""
+    """Decorator: register ``fn(weight, nu, ctx) -> P`` (unclamped, shaped like weight).
 
-    def deco(fn: Sampler) -> Sampler:
-        _SAMPLERS[dist] = fn
-        return fn
-
-    return deco
+    One sampler per :class:`Distribution`; registering a taken one raises ``ValueError``.
+    """
+    if not isinstance(dist, Distribution):
+        known = ", ".join(d.name for d in Distribution)
+        raise TypeError(f"dist={dist!r} is not a Distribution; pass one of {known}")
+    return REGISTRY.register(dist)
 
 
 def get_sampler(dist: Distribution) -> Sampler:
     """The sampler registered for ``dist``; an unknown one lists the known ones."""
-    if dist not in _SAMPLERS:
-        known = ", ".join(d.name for d in _SAMPLERS)
-        raise ValueError(f"no sampler registered for {dist!r}; known: {known}")
-    return _SAMPLERS[dist]
+    return REGISTRY.get(dist)
 
 
 def _uniform(w: Tensor, half_width: float | Tensor) -> Tensor:

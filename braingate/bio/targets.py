@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 from torch import nn
 
+from braingate._registry import Registry
+
 
 class Target(NamedTuple):
     """One plastic tensor of a layer: attribute ``name``, unit axes ``out_dim`` / ``in_dim``."""
@@ -29,16 +31,27 @@ class LayerSpec(NamedTuple):
     output_dim: int
 
 
-_WEIGHT = (Target("weight", 0, 1),)
-_SPECS: dict[type[nn.Module], LayerSpec] = {
-    nn.Linear: LayerSpec(_WEIGHT, -1),
-    nn.Conv2d: LayerSpec(_WEIGHT, 1),
-}
+REGISTRY: Registry[LayerSpec] = Registry("bio layer type")
 
 
 def register_layer(layer_type: type[nn.Module], spec: LayerSpec) -> None:
-    """Make ``layer_type`` (and its subclasses) convertible by :class:`BioConverter`."""
-    _SPECS[layer_type] = spec
+    """Make ``layer_type`` (and its subclasses) convertible by :class:`BioConverter`.
+
+    A type registered already raises ``ValueError``.
+    """
+    if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
+        raise TypeError(f"layer_type={layer_type!r} is not an nn.Module subclass")
+    if not isinstance(spec, LayerSpec) or not spec.targets:
+        raise TypeError(
+            f"spec={spec!r} must be a LayerSpec with at least one Target, e.g. "
+            "LayerSpec((Target('weight', 0, 1),), -1)"
+        )
+    REGISTRY.add(layer_type, spec)
+
+
+_WEIGHT = (Target("weight", 0, 1),)
+register_layer(nn.Linear, LayerSpec(_WEIGHT, -1))
+register_layer(nn.Conv2d, LayerSpec(_WEIGHT, 1))
 
 
 def _ensure_event_linear() -> None:
@@ -46,7 +59,7 @@ def _ensure_event_linear() -> None:
         from braingate.nn.event_linear import EventLinear
     except ImportError:  # pragma: no cover - only while the core is incomplete
         return
-    if EventLinear not in _SPECS:
+    if EventLinear not in REGISTRY:
         register_layer(EventLinear, LayerSpec((Target("U", 0, 1), Target("V", 1, 0)), -1))
 
 
@@ -54,15 +67,15 @@ def layer_spec(module: nn.Module) -> LayerSpec | None:
     """The spec of ``module``'s type (nearest registered base class), or None."""
     _ensure_event_linear()
     for klass in type(module).__mro__:
-        if klass in _SPECS:
-            return _SPECS[klass]
+        if klass in REGISTRY:
+            return REGISTRY.get(klass)
     return None
 
 
 def supported_types() -> tuple[type[nn.Module], ...]:
     """Registered layer types."""
     _ensure_event_linear()
-    return tuple(_SPECS)
+    return tuple(REGISTRY.names())
 
 
 def out_features(module: nn.Module) -> int:

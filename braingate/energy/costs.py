@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-__all__ = ["EnergyModel", "energy_model", "energy_model_names", "register_energy_model"]
+from braingate._registry import Registry
+
+__all__ = ["REGISTRY", "EnergyModel", "energy_model", "energy_model_names", "register_energy_model"]
 
 
 @dataclass(frozen=True)
@@ -59,29 +61,28 @@ class EnergyModel:
         return replace(self, **kw)
 
 
-_PRESETS: dict[str, EnergyModel] = {}
+REGISTRY: Registry[EnergyModel] = Registry("energy model")
 
 
 def register_energy_model(model: EnergyModel) -> EnergyModel:
-    """Add ``model`` to the preset registry under ``model.name``."""
+    """Add ``model`` to the preset registry under ``model.name`` (a taken name raises)."""
     if not isinstance(model, EnergyModel):
         raise TypeError(f"model={model!r} is not an EnergyModel; build one with EnergyModel(...)")
-    _PRESETS[model.name] = model
-    return model
+    if not isinstance(model.name, str) or not model.name:
+        raise ValueError(f"model.name={model.name!r} must be a non-empty string")
+    return REGISTRY.add(model.name, model)
 
 
 def energy_model_names() -> list[str]:
     """Names of the registered presets, sorted."""
-    return sorted(_PRESETS)
+    return sorted(REGISTRY.names())
 
 
 def energy_model(name: str | EnergyModel) -> EnergyModel:
     """Look up a preset by name (an ``EnergyModel`` is returned unchanged)."""
     if isinstance(name, EnergyModel):
         return name
-    if name not in _PRESETS:
-        raise ValueError(f"unknown energy model {name!r}; known: {', '.join(energy_model_names())}")
-    return _PRESETS[name]
+    return REGISTRY.get(name)
 
 
 _HOROWITZ = "Horowitz, ISSCC 2014, 45 nm (REFERENCES.md §C)"

@@ -1,4 +1,4 @@
-"""``RankScheduler``: the base class, its registry, and the by-name factory.
+"""``RankScheduler``: the base class, its registry (``REGISTRY``), and the by-name factory.
 
 ``RankScheduler("energy_aware", r_min=4, r_max=64)`` builds the registered subclass;
 ``class Mine(RankScheduler)`` with a ``schedule_rank(complexity_scores, budget=None, **kw)``
@@ -12,18 +12,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["RankScheduler", "register_scheduler", "scheduler_names"]
+from braingate._registry import Registry
 
-_REGISTRY: dict[str, type[RankScheduler]] = {}
+__all__ = ["REGISTRY", "RankScheduler", "register_scheduler", "scheduler_names"]
+
+REGISTRY: Registry[type[RankScheduler]] = Registry("scheduler")
 
 
 def register_scheduler(name: str):
-    """Class decorator: register a ``RankScheduler`` subclass under ``name``."""
+    """Class decorator: register a ``RankScheduler`` subclass under ``name``.
+
+    A name already taken raises ``ValueError``; ``RankScheduler(name, ...)`` then builds it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r} must be a non-empty string such as 'my_scheduler'")
 
     def deco(cls: type[RankScheduler]) -> type[RankScheduler]:
         if not (isinstance(cls, type) and issubclass(cls, RankScheduler)):
             raise TypeError(f"{cls!r} is not a RankScheduler subclass")
-        _REGISTRY[name] = cls
+        REGISTRY.add(name, cls)
         cls.name = name
         return cls
 
@@ -32,7 +39,7 @@ def register_scheduler(name: str):
 
 def scheduler_names() -> list[str]:
     """Registered scheduler names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(REGISTRY.names())
 
 
 def check_rank_range(r_min: Any, r_max: Any) -> tuple[int, int]:
@@ -73,12 +80,7 @@ class _SchedulerMeta(type):
                     "RankScheduler('energy_aware', r_min=4, r_max=64); "
                     f"known: {', '.join(scheduler_names())}"
                 )
-            name = args[0]
-            if name not in _REGISTRY:
-                raise ValueError(
-                    f"unknown scheduler {name!r}; known: {', '.join(scheduler_names())}"
-                )
-            return _REGISTRY[name](*args[1:], **kw)
+            return REGISTRY.get(args[0])(*args[1:], **kw)
         return super().__call__(*args, **kw)
 
 

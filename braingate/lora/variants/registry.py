@@ -11,10 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from braingate._registry import Registry
+
 if TYPE_CHECKING:
     from braingate.lora.variants.base import LoRAVariant
 
-__all__ = ["VariantConfig", "get_variant", "register_variant", "resolve_variant_config", "variants"]
+__all__ = [
+    "REGISTRY",
+    "VariantConfig",
+    "get_variant",
+    "register_variant",
+    "resolve_variant_config",
+    "variants",
+]
 
 
 @dataclass(frozen=True)
@@ -30,18 +39,23 @@ class VariantConfig:
         return asdict(self)
 
 
-_REGISTRY: dict[str, tuple[type[VariantConfig], type[LoRAVariant]]] = {}
+REGISTRY: Registry[tuple[type[VariantConfig], type[LoRAVariant]]] = Registry("LoRA variant")
 
 
 def register_variant(config_cls: type[VariantConfig]):
-    """Class decorator: register a strategy class as the handler of ``config_cls``."""
+    """Class decorator: register a strategy class as the handler of ``config_cls``.
+
+    The variant's name is ``config_cls.name``; a name registered already raises ``ValueError``.
+    """
+    if not (isinstance(config_cls, type) and issubclass(config_cls, VariantConfig)):
+        raise TypeError(f"config_cls={config_cls!r} is not a VariantConfig subclass")
+    name = config_cls.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{config_cls.__name__}.name={name!r} must be a non-empty string")
 
     def deco(strategy_cls: type[LoRAVariant]) -> type[LoRAVariant]:
-        name = config_cls.name
-        if name in _REGISTRY:
-            raise ValueError(f"variant {name!r} is already registered; pick another name")
+        REGISTRY.add(name, (config_cls, strategy_cls))
         strategy_cls.name = name
-        _REGISTRY[name] = (config_cls, strategy_cls)
         return strategy_cls
 
     return deco
@@ -50,15 +64,15 @@ def register_variant(config_cls: type[VariantConfig]):
 def variants() -> list[str]:
     """Registered variant names, sorted."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(REGISTRY.names())
 
 
 def get_variant(name: str) -> tuple[type[VariantConfig], type[LoRAVariant]]:
     """``(config class, strategy class)`` for a registered name; unknown names list the known."""
     _load_builtin()
-    if name not in _REGISTRY:
+    if name not in REGISTRY:  # worded as before ("known variants: ..."), which users match on
         raise ValueError(f"unknown LoRA variant {name!r}; known variants: {', '.join(variants())}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 def resolve_variant_config(variant: str | VariantConfig | None) -> VariantConfig:
