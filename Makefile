@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TUNE_STAMP := $(VENV)/.installed-tune
 
 .PHONY: test demo lint format bench clean
 
@@ -12,7 +13,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# the tests run the Ray Tune integration for real: `make test` adds the `tune` extra (Ray)
+$(TUNE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[tune]'
+	touch $(TUNE_STAMP)
+
+test: $(STAMP) $(TUNE_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

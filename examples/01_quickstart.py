@@ -2,13 +2,14 @@
 
 The stream is BasicMotions (aeon; 6 accelerometer/gyroscope channels, 100 steps). The network is
 untrained: this example is about execution and counting, not accuracy (see 02 for training).
+It saves the run's Report, which hwmaps maps onto a chip:
 
-    python examples/01_quickstart.py [--quick]
+    python examples/01_quickstart.py [--quick] [--out DIR]
+    python -m hwmaps map results/01_quickstart/report.json --chip loihi
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,15 +17,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 import _data
 
 import braingate as bg
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description="braingate quickstart")
-    ap.add_argument("--quick", action="store_true", help="a few streams only")
-    args = ap.parse_args(argv)
+    args = _common.parser(__doc__, "4 streams only").parse_args(argv)
+    out = _common.output_dir("01_quickstart", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add overhead on a shared CPU
 
@@ -61,7 +62,15 @@ def main(argv: list[str] | None = None) -> dict:
     model[2].set_active_blocks(2)
     _, gated = bg.simulate(model, xs, mode="event")
     print(f"with 2 of 4 blocks on: {gated.ratio():.1f}x fewer synops than dense")
-    return {"max_error": err, "ratio": report.ratio(), "gated_ratio": gated.ratio()}
+
+    # 6. Save the report (the all-blocks run): hwmaps maps it onto a chip.
+    res = {"max_error": err, "ratio": report.ratio(), "gated_ratio": gated.ratio(),
+           "streams": xs.shape[1], "steps": xs.shape[0]}  # fmt: skip
+    paths = [_common.write_json(out / "report.json", report.to_dict()),
+             _common.write_json(out / "summary.json", res)]  # fmt: skip
+    _common.announce(out, paths)
+    print(f"next: python -m hwmaps map {out / 'report.json'} --chip loihi")
+    return res
 
 
 if __name__ == "__main__":

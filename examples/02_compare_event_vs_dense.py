@@ -5,16 +5,17 @@ per step): train a dense ReLU MLP, convert it to low-rank EventLinear layers (SV
 thresholds, fine-tune with events in the loop (surrogate gradients, learned per-unit thresholds,
 activity penalty), then compare dense full-rank, dense low-rank and event-driven execution:
 accuracy, synops, per-step wall clock at batch 1, and estimated energy (hwmaps on Loihi and
-TrueNorth; PerfEstimator / per-op costs on CPU and GPU). Writes results/comparison.{md,json,png}.
+TrueNorth; PerfEstimator / per-op costs on CPU and GPU; joules per sample). Writes
+comparison.{md,json}, three PNGs and each event run's Report (report_<dataset>.json, which hwmaps
+maps onto a chip) into results/02_compare_event_vs_dense/ (quick/ with --quick).
 
-    python examples/02_compare_event_vs_dense.py [--quick] [--out results]
+    python examples/02_compare_event_vs_dense.py [--quick] [--out DIR]
+    python -m hwmaps map results/02_compare_event_vs_dense/report_digits.json --chip loihi
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 import _data
 import _energy
 import _pipeline as P
@@ -38,7 +40,9 @@ SETUPS = {
     "digits": P.Setup(256, {"0": 32, "2": 16, "4": 10}, "last", 200, 12, 256, lam=1.0,
                       target_ratio=20.0),
 }  # fmt: skip
-QUICK = {"hidden": 32, "dense_epochs": 3, "event_epochs": 1, "calib_evals": 12}
+# a smoke run (seconds) that still learns: small network, short training, subsets of the data
+QUICK = {"hidden": 64, "dense_epochs": 40, "event_epochs": 1, "calib_evals": 8, "batch": 128}
+QUICK_SAMPLES = {"train": 400, "test": 100}
 
 
 def load(name: str, quick: bool) -> _data.Streams:
@@ -46,8 +50,9 @@ def load(name: str, quick: bool) -> _data.Streams:
     if name == "digits":  # the network sees the rows revealed so far (a frame per step)
         d.x_train, d.x_test = _data.row_frames(d.x_train), _data.row_frames(d.x_test)
     if quick:
-        d.x_train, d.y_train = d.x_train[:, :64], d.y_train[:64]
-        d.x_test, d.y_test = d.x_test[:, :32], d.y_test[:32]
+        n, m = QUICK_SAMPLES["train"], QUICK_SAMPLES["test"]
+        d.x_train, d.y_train = d.x_train[:, :n], d.y_train[:n]
+        d.x_test, d.y_test = d.x_test[:, :m], d.y_test[:m]
     return d
 
 
@@ -57,7 +62,7 @@ def run(name: str, quick: bool, seed: int = 0) -> dict:
     if quick:
         for k, v in QUICK.items():
             setattr(setup, k, v)
-        setup.ranks = {k: min(r, 4) for k, r in setup.ranks.items()}
+        setup.ranks = {k: min(r, 8) for k, r in setup.ranks.items()}
     d, t0 = load(name, quick), time.perf_counter()
     dense = P.mlp(d.features, setup.hidden, d.classes)
     P.train_dense(dense, d.x_train, d.y_train, setup, name)
@@ -77,8 +82,8 @@ def run(name: str, quick: bool, seed: int = 0) -> dict:
     ys, report = bg.simulate(net, d.x_test, mode="event")
     rows["event-driven (fine-tuned)"] = {"accuracy": P.accuracy(ys, d.y_test, setup.readout),
                                          "ops": report.total["synops"]}  # fmt: skip
-    for r in rows.values():
-        r["ratio"] = dense_ops / max(r["ops"], 1e-12)
+    for r in rows.values():  # None: a silent network did no work at all (no finite ratio)
+        r["ratio"] = dense_ops / r["ops"] if r["ops"] > 0 else None
     lowrank = copy.deepcopy(net)
     bg.execution(lowrank, "dense")
     steppers = {
@@ -86,9 +91,9 @@ def run(name: str, quick: bool, seed: int = 0) -> dict:
         "dense low-rank": P.dense_stepper(lowrank),
         "event-driven": P.event_stepper(net),
     }
-    wall, resets = P.per_step_seconds(steppers, d.x_test, 1 if quick else 15)
+    wall, resets = P.per_step_seconds(steppers, d.x_test, 3 if quick else 15)
     T, full, event = d.x_test.shape[0], "dense full-rank (PyTorch)", "event-driven"
-    energy = _energy.estimate_all(net, report, dense, quick)
+    energy = _energy.estimate_all(net, report, dense)
     return {
         "dataset": name, "seed": seed, "steps": d.x_test.shape[0], "test_samples": d.x_test.shape[1],
         "setup": vars(setup), "rows": rows, "wall_s_per_step": wall, "wall_s_reset": resets,
@@ -103,25 +108,29 @@ def run(name: str, quick: bool, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    ap.add_argument("--out", default="results", help="output folder")
+    ap = _common.parser(__doc__, "small network, short training, data subsets (a smoke run)")
     ap.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # per-step timing at batch 1 on one core, for both paths
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _common.output_dir("02_compare_event_vs_dense", args.quick, args.out)
     t0 = time.perf_counter()
     results = {name: run(name, args.quick) for name in args.datasets}
     meta = {"quick": args.quick, "seconds": time.perf_counter() - t0,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "command": "python examples/02_compare_event_vs_dense.py" + " --quick" * args.quick}  # fmt: skip
     doc = {"meta": meta, "results": results}
-    (out / "comparison.json").write_text(json.dumps(doc, indent=1, default=float))
     md = _report.markdown(doc)
-    (out / "comparison.md").write_text(md)
-    _report.plots(doc, out)
+    paths = [_common.write_json(out / "comparison.json", doc),
+             _common.write_text(out / "comparison.md", md)]  # fmt: skip
+    for name, r in results.items():  # the event run's Report: what `python -m hwmaps map` reads
+        paths.append(_common.write_json(out / f"report_{name}.json", r["report"]))
+    paths += _report.plots(doc, out)
     print(md)
+    _common.announce(out, paths)
+    print(
+        f"map an event run onto a chip: python -m hwmaps map {out}/report_{name}.json "
+        "--chip loihi   (or: python -m hwmaps compare ...)"
+    )
     return doc
 
 

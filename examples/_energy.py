@@ -1,10 +1,13 @@
-"""Energy estimates for the comparison: hwmaps on neuromorphic chips, per-op costs on CPU/GPU.
+"""Energy estimates for the comparison (examples/02), all in joules per sample (one test stream).
 
-- hwmaps (Loihi, TrueNorth): the event network's U/V factor blocks placed on the chip with the
-  measured traffic (``hwmaps.extract`` -> ``map_network`` -> ``estimate``), for the event run
-  and for the same network run densely (every input and rank unit sends each step).
-- CPU / GPU: ``bg.PerfEstimator`` (roofline FLOPs + bytes) for the dense full-rank and low-rank
-  paths, and ``report_energy`` (per-op costs x counted events) for the event run.
+- Chips (Loihi, TrueNorth): the event network's U/V factor blocks placed by hwmaps with the
+  measured traffic (``hwmaps.extract`` -> ``map_network(method="traffic")`` -> ``estimate``),
+  for the event run and for the same network run densely (every input and rank unit sends each
+  step). hwmaps gives joules per step; times T steps is per sample. Static power is kept apart
+  from the dynamic terms (synops, neurons, spikes, NoC).
+- CPU / GPU: ``bg.PerfEstimator`` (roofline FLOPs + bytes; its seed API speaks mJ, converted
+  here) for the dense full-rank and low-rank paths, and ``report_energy`` with per-op costs for
+  the event run.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import copy
 import torch
 
 import braingate as bg
+import hwmaps
 from braingate.energy import PerfEstimator, report_energy
 
 CHIPS = ("loihi", "truenorth")
 #: CPU: Horowitz 45 nm fp32 per-op costs (REFERENCES §C); GPU: H100 fp32 datasheet peak / TDP.
 DEVICES = {"cpu": "horowitz45_fp32", "gpu": "h100_fp32"}
+DYNAMIC = ("synops", "neurons", "spikes", "noc")
 
 
 def _layers(model):
@@ -26,31 +31,33 @@ def _layers(model):
 
 
 def on_chips(net, report, dense_report) -> dict:
-    """J per sample (per-step energy x steps) on each chip, event vs dense-low-rank traffic."""
-    try:
-        import hwmaps
-    except ImportError as e:  # pragma: no cover - hwmaps ships with braingate
-        return {"error": f"TODO: hwmaps unavailable ({e})"}
-    out = {}
+    """Per chip and traffic (event / dense low-rank): J per sample, dynamic terms and static."""
     steps = report.meta["steps"]
+    out = {}
     for chip_name in CHIPS:
-        try:
-            chip = hwmaps.chips.get(chip_name)
-            row = {}
-            for label, rep in (("event", report), ("dense low-rank", dense_report)):
+        chip, row = hwmaps.chips.get(chip_name), {}
+        for label, rep in (("event", report), ("dense low-rank", dense_report)):
+            try:
                 placement = hwmaps.map_network(hwmaps.extract(net, rep), chip, method="traffic")
-                er = hwmaps.estimate(placement)
-                row[label] = {"j_per_sample": er.total_j * steps,
-                              "breakdown_j": {k: v * steps for k, v in er.breakdown.items()},
-                              "cores": er.cores_used, "latency_s_per_step": er.latency_s_per_step}  # fmt: skip
-            out[chip_name] = row
-        except Exception as e:
-            out[chip_name] = {"error": f"TODO: hwmaps failed: {type(e).__name__}: {e}"}
+            except hwmaps.CapacityError as err:  # does not fit this chip: say so, keep going
+                row[label] = {"error": str(err)}
+                continue
+            er = hwmaps.estimate(placement)
+            per_sample = {k: v * steps for k, v in er.breakdown.items()}
+            row[label] = {"J_per_sample": per_sample,
+                          "dynamic_J_per_sample": sum(per_sample[k] for k in DYNAMIC),
+                          "static_J_per_sample": per_sample["static"],
+                          "J_per_step": dict(er.breakdown), "cores": er.cores_used,
+                          "latency_s_per_step": er.latency_s_per_step}  # fmt: skip
+        # braingate's placement-free estimate from the same chip table (no NoC, one delivery
+        # per event): a floor under hwmaps' dynamic energy
+        row["braingate_J_per_sample"] = report_energy(report, chip_name)["per_sample"]
+        out[chip_name] = row
     return out
 
 
 def on_devices(net, report, dense) -> dict:
-    """mJ per sample on CPU and GPU for dense full-rank, dense low-rank and event execution."""
+    """J per sample on CPU and GPU for dense full-rank, dense low-rank and event execution."""
     steps = report.meta["steps"]
     out = {}
     for dev, model in DEVICES.items():
@@ -59,26 +66,26 @@ def on_devices(net, report, dense) -> dict:
                    for m in _layers(dense))  # fmt: skip
         low = sum(pe.estimate((m.in_features, m.out_features), m.rank)["energy_mJ"]
                   for m in _layers(net))  # fmt: skip
-        ev = report_energy(report, model)
-        out[dev] = {"energy_model": model, "dense full-rank": full * steps,
-                    "dense low-rank": low * steps, "event-driven": ev["total_mJ"],
-                    "event breakdown": {k: ev[k] for k in ("synops_mJ", "spikes_mJ", "neurons_mJ")}}  # fmt: skip
+        ev = report_energy(report, model)["per_sample"]
+        out[dev] = {"energy_model": model, "dense full-rank": full * 1e-3 * steps,
+                    "dense low-rank": low * 1e-3 * steps, "event-driven": ev["dynamic"],
+                    "event breakdown": {k: ev[k] for k in ("synops", "neurons", "spikes")}}  # fmt: skip
     return out
 
 
-def estimate_all(net, report, dense, quick: bool = False) -> dict:
-    """Both estimates; a failure of one is recorded as a TODO string, not raised."""
-    xs_note = "per sample (a whole test stream)"
-    _, dense_rep = _dense_report(net, report)
-    return {"unit": xs_note, "devices_mJ": on_devices(net, report, dense),
-            "chips_J": on_chips(net, report, dense_rep)}  # fmt: skip
+def estimate_all(net, report, dense) -> dict:
+    """Both estimates, in joules per sample (one whole test stream of ``steps`` steps)."""
+    return {"unit": "J per sample (one test stream); per step = per sample / steps",
+            "steps": report.meta["steps"], "devices": on_devices(net, report, dense),
+            "chips": on_chips(net, report, dense_report(report))}  # fmt: skip
 
 
-def _dense_report(net, report):
+def dense_report(report):
     """A Report of the same network run densely: every input and rank unit sends each step."""
     d = bg.Report.from_dict(copy.deepcopy(report.to_dict()))
     T = report.meta["steps"]
     for lay in d.layers.values():
-        lay["input_unit_events"] = [float(T)] * lay["in_features"]
-        lay["latent_unit_events"] = [float(T)] * lay["rank"]
-    return None, d
+        if lay.get("latent_unit_events"):
+            lay["input_unit_events"] = [float(T)] * lay["in_features"]
+            lay["latent_unit_events"] = [float(T)] * lay["rank"]
+    return d

@@ -1,16 +1,37 @@
-"""Markdown and PNG output of the comparison (examples/02)."""
+"""Markdown and PNG output of the comparison (examples/02). Energies in joules per sample."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import _common
 
-def _fmt_j(v) -> str:
+KINDS = {"event_linear": "EventLinear", "linear": "Linear"}
+COMPONENTS = ("synops", "neurons", "spikes", "noc")
+
+
+def layer_label(name: str, rec: dict) -> str:
+    """``"0 EventLinear 6→256 r6"``: module name, type, shape and rank of a report layer."""
+    kind = KINDS.get(rec.get("kind"), rec.get("kind", "layer"))
+    rank = f" r{rec['rank']}" if rec.get("kind") != "linear" and "rank" in rec else ""
+    return f"{name} {kind} {rec['in_features']}→{rec['out_features']}{rank}"
+
+
+def _si(v: float, _pos=None) -> str:
+    """Compact tick label: 2k, 50k, 1.2M."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _g(v) -> str:
     return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
 
 
-def _dynamic(breakdown: dict) -> float:
-    return sum(v for k, v in breakdown.items() if k != "static")
+def _ratio(v) -> str:
+    return "∞ (no synops)" if v is None else f"{v:.1f}x"
 
 
 def markdown(doc: dict) -> str:
@@ -25,7 +46,7 @@ def markdown(doc: dict) -> str:
                   "|---|---:|---:|---:|"]  # fmt: skip
         for row, v in r["rows"].items():
             lines.append(f"| {row} | {100 * v['accuracy']:.1f} % | {v['ops']:,.0f} | "
-                         f"{v['ratio']:.1f}x |")  # fmt: skip
+                         f"{_ratio(v['ratio'])} |")  # fmt: skip
         lines += ["", "| execution (batch 1) | wall clock per step | reset per stream |",
                   "|---|---:|---:|"]  # fmt: skip
         for k, v in r["wall_s_per_step"].items():
@@ -33,21 +54,7 @@ def markdown(doc: dict) -> str:
         lines += ["", f"Event-driven vs dense full-rank (PyTorch) per step: "
                       f"**{r['speedup_event_vs_dense']:.2f}x**; per {r['steps']}-step stream "
                       f"with its reset: {r['speedup_per_stream_with_reset']:.2f}x.", ""]  # fmt: skip
-        e = r["energy"]
-        lines += ["| energy per sample | dense full-rank | dense low-rank | event-driven |",
-                  "|---|---:|---:|---:|"]  # fmt: skip
-        for dev, v in e["devices_mJ"].items():
-            lines.append(f"| {dev} ({v['energy_model']}), mJ | {_fmt_j(v['dense full-rank'])} | "
-                         f"{_fmt_j(v['dense low-rank'])} | {_fmt_j(v['event-driven'])} |")  # fmt: skip
-        for chip, v in e["chips_J"].items():
-            if "error" in v:
-                lines.append(f"| {chip}, J | {v['error']} | | |")
-            else:
-                dyn = {k: _dynamic(v[k]["breakdown_j"]) for k in ("dense low-rank", "event")}
-                static = v["event"]["breakdown_j"].get("static", 0.0)
-                lines.append(f"| {chip} (hwmaps, traffic mapping), J dynamic (+ {static:.3g} "
-                             f"static) | — | {_fmt_j(dyn['dense low-rank'])} | "
-                             f"{_fmt_j(dyn['event'])} |")  # fmt: skip
+        lines += energy_table(r["energy"])
         c = r["calibration"]
         lines += ["", f"Calibration alone (greedy, training split): {c['ratio_train']:.1f}x "
                       f"fewer synops in {c['evaluations']} simulations; fine-tuning history: "
@@ -57,64 +64,167 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(doc: dict, out: Path) -> list[Path]:
-    """accuracy_vs_synops.png, events_per_layer.png, energy_breakdown.png."""
+def energy_table(e: dict) -> list[str]:
+    """Energy rows: J per sample (one test stream), dynamic apart from static."""
+    T = e["steps"]
+    lines = [f"Energy in **J per sample** (one test stream of {T} steps; per step = / {T}). "
+             "Chips: hwmaps, `traffic` mapping, dynamic = synops + neurons + spikes + NoC; "
+             "static power is listed apart.", "",
+             "| energy, J per sample | dense full-rank | dense low-rank | event-driven |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    for dev, v in e["devices"].items():
+        lines.append(f"| {dev} ({v['energy_model']}), dynamic | {_g(v['dense full-rank'])} | "
+                     f"{_g(v['dense low-rank'])} | {_g(v['event-driven'])} |")  # fmt: skip
+    for chip, v in e["chips"].items():
+        dyn = [_g(v[k].get("dynamic_J_per_sample", v[k].get("error")))
+               for k in ("dense low-rank", "event")]  # fmt: skip
+        stat = [_g(v[k].get("static_J_per_sample", "—")) for k in ("dense low-rank", "event")]
+        lines.append(f"| {chip}, dynamic | — | {dyn[0]} | {dyn[1]} |")
+        lines.append(f"| {chip}, static | — | {stat[0]} | {stat[1]} |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- plots
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plots(doc: dict, out: Path) -> list[Path]:
+    """accuracy_vs_synops.png, events_per_layer.png, energy_breakdown.png."""
+    return [accuracy_plot(doc, out / "accuracy_vs_synops.png"),
+            events_plot(doc, out / "events_per_layer.png"),
+            energy_plot(doc, out / "energy_breakdown.png")]  # fmt: skip
+
+
+def accuracy_plot(doc: dict, path: Path) -> Path:
+    """Test accuracy against ops per sample (log x: ops span decades); one legend below."""
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     res = doc["results"]
-    paths = []
-    fig, axes = plt.subplots(1, len(res), figsize=(5 * len(res), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(res), figsize=(5.5 * len(res), 4.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (name, r) in zip(axes[0], res.items()):
-        for row, v in r["rows"].items():
-            ax.scatter(v["ops"], 100 * v["accuracy"], s=50, label=row)
+        for i, (row, v) in enumerate(r["rows"].items()):
+            ax.scatter(v["ops"], 100 * v["accuracy"], s=60, color=f"C{i}", label=row, zorder=3)
+            ax.annotate(_ratio(v["ratio"]), (v["ops"], 100 * v["accuracy"]), fontsize=8,
+                        textcoords="offset points", xytext=(6, 4 if i % 2 else -11))  # fmt: skip
+        ops = [v["ops"] for v in r["rows"].values() if v["ops"] > 0]
+        acc = [100 * v["accuracy"] for v in r["rows"].values()]
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on short ranges
-        ax.set(title=name, xlabel="ops per sample (log)", ylabel="test accuracy (%)")
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "accuracy_vs_synops.png"))
-    fig, axes = plt.subplots(1, len(res), figsize=(5 * len(res), 4), squeeze=False)
-    for ax, (name, r) in zip(axes[0], res.items()):
-        for layer, tr in r["report"]["trace"].items():
-            ax.plot(tr["input_events"], label=f"layer {layer} input")
-            ax.plot(tr["latent_events"], "--", label=f"layer {layer} latent")
-        ax.set(title=f"{name}: events per step (test mean)", xlabel="step", ylabel="events")
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "events_per_layer.png"))
-    fig, axes = plt.subplots(1, len(res), figsize=(5 * len(res), 4), squeeze=False)
-    for ax, (name, r) in zip(axes[0], res.items()):
-        bars, static = {}, []
-        for chip, v in r["energy"]["chips_J"].items():
-            if "error" not in v:
-                dyn = lambda b: {k: x for k, x in b.items() if k != "static"}  # noqa: E731
-                bars[f"{chip} dense-LR"] = dyn(v["dense low-rank"]["breakdown_j"])
-                bars[f"{chip} event"] = dyn(v["event"]["breakdown_j"])
-                static.append(f"{chip} {v['event']['breakdown_j'].get('static', 0):.2g}")
-        for dev, v in r["energy"]["devices_mJ"].items():
-            bars[f"{dev} dense"] = {"dense MACs": v["dense full-rank"] * 1e-3}
-            bars[f"{dev} event"] = {k.removesuffix("_mJ"): x * 1e-3
-                                    for k, x in v["event breakdown"].items()}  # fmt: skip
-        bottom = [0.0] * len(bars)
-        keys = sorted({k for b in bars.values() for k in b})
-        for k in keys:
-            vals = [b.get(k, 0.0) for b in bars.values()]
-            ax.bar(list(bars), vals, bottom=bottom, label=k)
-            bottom = [a + b for a, b in zip(bottom, vals)]
-        ax.set_yscale("log" if any(bottom) else "linear")
-        ax.set(title=f"{name}: dynamic energy per sample (J)", ylabel="J",
-               xlabel="static J not shown: " + ", ".join(static))  # fmt: skip
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "energy_breakdown.png"))
-    return paths
+        ax.set_xlim(min(ops) / 2, max(ops) * 3)
+        ax.set_ylim(min(acc) - 2, min(100.5, max(acc) + 2))
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_si))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(title=f"{name}: accuracy vs work", xlabel="ops per sample (log scale)",
+               ylabel="test accuracy (%)")  # fmt: skip
+        ax.grid(alpha=0.3, which="major")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
+               title="point labels: dense synops / ops")  # fmt: skip
+    return _common.save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
+def count_axis(ax, values, axis: str = "y") -> str:
+    """Log scale when the positive ``values`` span a decade or more (minor labels off), else
+    linear from 0. Returns the scale used."""
+    pos = [v for v in values if v > 0]
+    if pos and max(pos) >= 10 * min(pos):
+        getattr(ax, f"set_{axis}scale")("log")
+        from matplotlib.ticker import NullFormatter
 
-    plt.close(fig)
-    return path
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+        return "log"
+    getattr(ax, f"set_{axis}lim")(0, 1.1 * max(pos, default=1.0))
+    return "linear"
+
+
+def events_plot(doc: dict, path: Path) -> Path:
+    """Events per step of every layer, input and latent apart; log y when counts span decades."""
+    plt = _plt()
+    res = doc["results"]
+    fig, axes = plt.subplots(len(res), 2, figsize=(12, 3.4 * len(res)), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for row_axes, (name, r) in zip(axes, res.items()):
+        layers = r["report"]["layers"]
+        for ax, kind in zip(row_axes, ("input_events", "latent_events")):
+            values = []
+            for i, (lname, tr) in enumerate(r["report"]["trace"].items()):
+                vals = [v if v > 0 else float("nan") for v in tr[kind]]  # log axis: 0 = gap
+                values += tr[kind]
+                ax.plot(vals, color=f"C{i}", marker="." if len(vals) <= 20 else None,
+                        label=layer_label(lname, layers[lname]))  # fmt: skip
+            scale = count_axis(ax, values)
+            what = "input events |E|" if kind == "input_events" else "latent events |L|"
+            ax.set(title=f"{name}: {what} per step", xlabel="step",
+                   ylabel=f"events per step (test mean{', log' if scale == 'log' else ''})")  # fmt: skip
+            ax.grid(alpha=0.3)
+        row_axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                           title="layer (module name, type)")  # fmt: skip
+    return _common.save_figure(fig, path)
+
+
+def _energy_bars(e: dict) -> tuple[dict, dict]:
+    """({execution: {component: J per sample}} of dynamic energy, {execution: static J})."""
+    bars, static = {}, {}
+    for dev, v in e["devices"].items():
+        bars[f"{dev}: dense full-rank"] = {"dense MACs + memory": v["dense full-rank"]}
+        bars[f"{dev}: dense low-rank"] = {"dense MACs + memory": v["dense low-rank"]}
+        bars[f"{dev}: event"] = dict(v["event breakdown"])
+    for chip, v in e["chips"].items():
+        for label in ("dense low-rank", "event"):
+            if "error" not in v[label]:
+                js = v[label]["J_per_sample"]
+                bars[f"{chip}: {label}"] = {k: js[k] for k in COMPONENTS}
+                static[f"{chip}: {label}"] = js["static"]
+    return bars, static
+
+
+def energy_plot(doc: dict, path: Path) -> Path:
+    """Per dataset: (left) dynamic energy per sample of every execution, log x, with the chips'
+    static energy as separate hatched bars; (right) what the dynamic energy consists of, as
+    shares on a linear axis (no stacking on a log axis)."""
+    plt = _plt()
+    res = doc["results"]
+    comps = ["dense MACs + memory", "synops", "neurons", "spikes", "noc"]
+    colors = {c: f"C{i}" for i, c in enumerate(comps)}
+    fig, axes = plt.subplots(len(res), 2, figsize=(12, 4 * len(res)), squeeze=False,
+                             layout="constrained", gridspec_kw={"width_ratios": [1.2, 1]})  # fmt: skip
+    for (ax, bx), (name, r) in zip(axes, res.items()):
+        bars, static = _energy_bars(r["energy"])
+        names = list(bars)
+        y = list(range(len(names)))
+        dyn = [sum(bars[n].values()) for n in names]
+        ax.barh([i + 0.2 for i in y], dyn, 0.4, color="0.35", label="dynamic")
+        st = [static.get(n, math.nan) for n in names]
+        ax.barh([i - 0.2 for i in y], st, 0.4, color="white", edgecolor="C3", hatch="///",
+                label="static (chip idle power x T steps)")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set(title=f"{name}: energy per sample (J, log)", xlabel="J per sample (log scale)")
+        ax.grid(alpha=0.3, axis="x", which="major")
+        left = [0.0] * len(names)
+        for c in comps:
+            share = [bars[n].get(c, 0.0) / d if d > 0 else 0.0 for n, d in zip(names, dyn)]
+            if any(share):
+                bx.barh(y, [100 * s for s in share], left=left, color=colors[c], label=c)
+                left = [a + 100 * s for a, s in zip(left, share)]
+        bx.set_yticks(y, [""] * len(names))
+        bx.invert_yaxis()
+        bx.set(xlim=(0, 100), title="share of the dynamic energy (%, linear)",
+               xlabel="% of dynamic energy")  # fmt: skip
+    handles, labels = [], []
+    for ax in axes[:, :].ravel():  # one legend for the whole figure, outside the data
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
+    return _common.save_figure(fig, path)

@@ -32,7 +32,9 @@ __all__ = ["BACKENDS", "CompressionEvaluator", "grid", "pareto_front", "sweep"]
 BACKENDS = ("ray", "serial")
 
 
-def pareto_front(trials: Sequence[dict], x: str = "energy_mJ", y: str = "accuracy") -> list[dict]:
+def pareto_front(
+    trials: Sequence[dict], x: str = "energy_J_per_sample", y: str = "accuracy"
+) -> list[dict]:
     r"""The trials no other trial dominates (lower ``x`` and higher ``y`` are better).
 
     .. math:: P = \{p : \nexists q,\ x_q \le x_p,\ y_q \ge y_p,\ (x_q, y_q) \ne (x_p, y_p)\}
@@ -71,11 +73,12 @@ class CompressionEvaluator:
         model: trained model with ``nn.Linear`` layers; it is copied, never modified.
         xs: time-first stream ``(T, B, F)``. labels: ``(B,)`` class indices.
         readout: ``ys (T, B, C) -> logits (B, C)``; default: mean over time.
-        energy_model: preset of :func:`braingate.energy.report_energy`.
+        energy_model: a chip or per-op model of :func:`braingate.energy.report_energy`.
 
     Returns (``__call__``):
-        ``{"accuracy", "synops", "active_rank", "dense_synops", "energy_mJ", "dense_mJ"}``
-        (counts and energy per sample; ``active_rank`` summed over layers).
+        ``{"accuracy", "synops", "active_rank", "dense_synops", "energy_J_per_sample",
+        "dense_J_per_sample"}`` (counts per sample; energy in joules per sample, the dynamic
+        energy of the event run and of dense execution; ``active_rank`` summed over layers).
     """
 
     model: nn.Module
@@ -98,12 +101,13 @@ class CompressionEvaluator:
         ys, rep = simulate(m, self.xs, mode="event")
         logits = self.readout(ys) if self.readout is not None else ys.mean(0)
         acc = float((logits.argmax(-1) == self.labels).double().mean())
-        energy = report_energy(rep, self.energy_model)
+        energy = report_energy(rep, self.energy_model)["per_sample"]
         active = sum(float(la.active_rank.double().mean()) for la in m.modules()
                      if hasattr(la, "active_rank"))  # fmt: skip
         return {"accuracy": acc, "synops": rep.total["synops"], "active_rank": active,
-                "dense_synops": rep.total["dense_synops"], "energy_mJ": energy["total_mJ"],
-                "dense_mJ": energy["dense_mJ"]}  # fmt: skip
+                "dense_synops": rep.total["dense_synops"],
+                "energy_J_per_sample": energy["dynamic"],
+                "dense_J_per_sample": energy["dense"]}  # fmt: skip
 
 
 def _ray_trials(evaluate: Callable, configs: list[dict], num_cpus: int) -> list:
@@ -148,7 +152,7 @@ def sweep(
     out_dir: str | Path,
     *,
     backend: str = "ray",
-    x: str = "energy_mJ",
+    x: str = "energy_J_per_sample",
     y: str = "accuracy",
     num_cpus: int = 2,
     plot: bool = True,
@@ -178,7 +182,7 @@ def sweep(
         pairs = _ray_trials(evaluate, configs, num_cpus)
     else:
         pairs = [(c, evaluate(c)) for c in configs]
-    keep = (x, y, "synops", "active_rank", "dense_synops", "dense_mJ")
+    keep = (x, y, "synops", "active_rank", "dense_synops", "dense_J_per_sample")
     trials = [{**c, **{k: float(v) for k, v in m.items() if k in keep or k in (x, y)}}
               for c, m in pairs]  # fmt: skip
     result = {"backend": backend, "x": x, "y": y, "trials": trials,
@@ -189,23 +193,36 @@ def sweep(
     return result
 
 
+_LABELS = {"energy_J_per_sample": "energy per sample (J)", "accuracy": "accuracy"}
+
+
 def _plot(result: dict, path: Path) -> Path | None:
+    """Trials (grey) and the Pareto front (red); a log x axis when ``x`` spans a decade or
+    more, at most six x ticks in scientific notation so that labels never overlap."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import LogLocator, MaxNLocator
     except ImportError:
         return None
     x, y = result["x"], result["y"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.scatter([t[x] for t in result["trials"]], [t[y] for t in result["trials"]], c="0.6",
-               label="trials")  # fmt: skip
+    xs = [t[x] for t in result["trials"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(xs, [t[y] for t in result["trials"]], c="0.6", label="trials")
     front = result["pareto"]
     ax.plot([t[x] for t in front], [t[y] for t in front], "o-", c="C3", label="Pareto front")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.legend()
+    pos = [v for v in xs if v > 0]
+    if pos and len(pos) == len(xs) and max(pos) >= 10 * min(pos):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(numticks=6))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    ax.set_xlabel(_LABELS.get(x, x) + (" (log)" if ax.get_xscale() == "log" else ""))
+    ax.set_ylabel(_LABELS.get(y, y))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

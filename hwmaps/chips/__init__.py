@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from hwmaps._registry import Registry
 from hwmaps.chips import presets
-from hwmaps.chips.spec import PHYSICAL_FIELDS, ChipSpec
+from hwmaps.chips.spec import MAX_CORES, PHYSICAL_FIELDS, ChipSpec
 
 REGISTRY: Registry[Callable[..., ChipSpec]] = Registry("chip")
 for _name in ("loihi", "loihi2", "truenorth", "spinnaker", "speck", "generic"):
@@ -38,6 +38,8 @@ def _board(chips: int) -> tuple[int, int]:
     """Most square (rows, cols) grid holding exactly ``chips`` chips."""
     if not isinstance(chips, int) or isinstance(chips, bool) or chips < 1:
         raise ValueError(f"chips={chips!r} must be a positive int, e.g. chips=4")
+    if chips > MAX_CORES:  # no board of more chips than the core bound; keeps the search short
+        raise ValueError(f"chips={chips:,} exceeds the {MAX_CORES:,} cores hwmaps models")
     rows = max(d for d in range(1, math.isqrt(chips) + 1) if chips % d == 0)
     return rows, chips // rows
 
@@ -79,4 +81,4 @@ def get(name: str, **overrides) -> ChipSpec:
     return spec
 
 
-__all__ = ["PHYSICAL_FIELDS", "REGISTRY", "ChipSpec", "get", "names", "register"]
+__all__ = ["MAX_CORES", "PHYSICAL_FIELDS", "REGISTRY", "ChipSpec", "get", "names", "register"]

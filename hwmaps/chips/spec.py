@@ -46,6 +46,11 @@ PHYSICAL_FIELDS: tuple[str, ...] = (
     "time_step_s",
 )
 
+#: Most cores on a board (2**21, about twice SpiNNaker's million-core machine): the mapper keeps
+#: per-core arrays, which stay well under a gigabyte at this size. A bound of this tool, not of
+#: any chip.
+MAX_CORES = 2**21
+
 _ENERGY_TIME = (*tuple(f for f in PHYSICAL_FIELDS if f.startswith(("e_", "t_"))), "static_w")
 
 
@@ -112,6 +117,12 @@ class ChipSpec:
             val = getattr(self, key)
             if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{key}={val!r} must be a positive int; pass e.g. {key}=1")
+        if self.cores > MAX_CORES:
+            raise ValueError(
+                f"{self.name}: a board of {self.chips:,} chip(s) x {self.cores_per_chip:,} cores "
+                f"= {self.cores:,} cores exceeds the {MAX_CORES:,} hwmaps models; pass fewer "
+                f"chips (at most {max(1, MAX_CORES // self.cores_per_chip):,})"
+            )
         if self.synaptic_memory_bits < self.weight_bits:
             raise ValueError(
                 f"synaptic_memory_bits={self.synaptic_memory_bits} holds no weight of "

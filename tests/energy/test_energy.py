@@ -84,28 +84,87 @@ def test_subclass_as_in_the_guide():
     )
 
 
-def test_report_energy_from_dict():
+def test_report_energy_from_dict_per_op_model():
     rep = {"total": {"synops": 1000.0, "dense_synops": 5000.0, "lowrank_ops": 2000.0,
                      "input_events": 10.0, "latent_events": 5.0},
            "layers": {"0": {"out_features": 4, "rank": 2}}, "meta": {"steps": 3}}  # fmt: skip
-    e = report_energy(rep, "loihi")
-    assert e["synops_mJ"] == pytest.approx(1000 * 23.6e-9)
-    assert e["spikes_mJ"] == pytest.approx(15 * 1.7e-9)
-    assert e["neurons_mJ"] == pytest.approx(3 * 6 * 81e-9)
-    assert e["total_mJ"] == pytest.approx(e["synops_mJ"] + e["spikes_mJ"] + e["neurons_mJ"])
+    e = report_energy(rep, "horowitz45_fp32")
+    assert (e["unit"], e["kind"], e["steps"]) == ("J", "per-op", 3)
+    s = e["per_sample"]
+    assert s["synops"] == pytest.approx(1000 * 4.6e-12)
+    assert s["neurons"] == pytest.approx(3 * 6 * 0.9e-12)
+    assert s["static"] == 0.0 and s["total"] == pytest.approx(s["dynamic"])
+    assert s["dynamic"] == pytest.approx(s["synops"] + s["neurons"] + s["spikes"])
+    assert s["dense"] == pytest.approx(5000 * 4.6e-12)
+    assert e["per_step"]["synops"] == pytest.approx(s["synops"] / 3)
     with pytest.raises(ValueError, match="synops"):
         report_energy({"total": {}})
+    with pytest.raises(ValueError, match="neither a chip .*known: "):
+        report_energy(rep, "tpu9000")
 
 
-def test_report_energy_of_a_simulation(rng):
+def test_report_energy_knows_every_chip_of_the_table():
+    import hwmaps
+    from braingate.energy.chips import chip_costs, chip_names
+
+    assert chip_names() == sorted(hwmaps.chips.names())  # one table: both know the same chips
+    rep = {"total": {"synops": 10.0, "input_events": 1.0, "latent_events": 1.0},
+           "layers": {}, "meta": {"steps": 2}}  # fmt: skip
+    for name in chip_names():
+        c, spec = chip_costs(name), hwmaps.chips.get(name)
+        assert (c.e_synop_j, c.e_spike_j, c.static_w, c.time_step_s) == (
+            spec.e_synop_j, spec.e_spike_j, spec.static_w, spec.time_step_s)  # fmt: skip
+        e = report_energy(rep, name)
+        assert e["kind"] == "chip" and e["per_sample"]["synops"] == pytest.approx(10 * c.e_synop_j)
+    assert report_energy(rep, "speck")["per_sample"]["static"] == 0.0  # asynchronous chip
+    loihi = report_energy(rep, "loihi")["per_sample"]
+    assert loihi["static"] == pytest.approx(0.104 * 1e-3 * 2)  # 104 mW x 2 steps of 1 ms
+    with pytest.raises(ValueError, match="unknown chip 'tpu'.*loihi"):
+        chip_costs("tpu")
+
+
+@pytest.fixture
+def event_run(rng):
     import torch
 
     from braingate.nn.event_linear import EventLinear
     from braingate.sim import simulate
 
-    model = torch.nn.Sequential(EventLinear(16, 8, 4, blocks=2, threshold=0.1))
-    xs = torch.cumsum(torch.from_numpy(rng.normal(0, 0.05, (20, 3, 16))).float(), 0)
+    model = torch.nn.Sequential(
+        EventLinear(16, 12, 4, blocks=2, threshold=0.1, latent_threshold=0.05),
+        torch.nn.ReLU(),
+        EventLinear(12, 3, 2, threshold=0.05, latent_threshold=0.05),
+    )
+    xs = torch.cumsum(torch.from_numpy(rng.normal(0, 0.1, (20, 3, 16))).float(), 0)
     _, report = simulate(model, xs, mode="event")
+    return model, report
+
+
+def test_report_energy_of_a_simulation(event_run):
+    _, report = event_run
     e = report_energy(report, "loihi")
-    assert 0 < e["synops_mJ"] < e["dense_mJ"]  # loihi prices a MAC as one synop
-    assert e["total_mJ"] > e["synops_mJ"]
+    s, t = e["per_sample"], e["per_step"]
+    assert 0 < s["synops"] < s["dense"]  # loihi prices a MAC as one synop
+    assert s["total"] > s["dynamic"] > s["synops"]
+    assert all(t[k] == pytest.approx(s[k] / 20) for k in s)
+
+
+def test_report_energy_agrees_with_hwmaps_on_one_core(event_run):
+    """Same run, same chip table: on a placement that keeps every block on one core (no NoC,
+    one delivery per event), braingate's chip energy equals hwmaps' estimate term by term."""
+    import dataclasses
+
+    import hwmaps
+
+    model, report = event_run
+    net = hwmaps.extract(model, report)
+    chip = dataclasses.replace(hwmaps.chips.get("generic", cores=4, neurons_per_core=4096,
+                                                synapses_per_core=1 << 20))  # fmt: skip
+    tiles = hwmaps.partition.make_tiles(net, chip)
+    placement = hwmaps.Placement(net, chip, tuple(tiles), (0,) * len(tiles), "one-core")
+    est = hwmaps.estimate(placement)
+    mine = report_energy(report, "generic")["per_step"]
+    for key in ("synops", "neurons", "spikes", "static"):
+        assert mine[key] == pytest.approx(est.breakdown[key], rel=1e-9), key
+    assert est.breakdown["noc"] == 0.0
+    assert mine["dynamic"] == pytest.approx(est.total_j - est.breakdown["static"], rel=1e-9)
