@@ -14,9 +14,7 @@ import numpy as np
 
 __all__ = [
     "AVAILABLE",
-    "CHAIN_FIELDS",
-    "chain_reset",
-    "chain_step",
+    "NONFINITE",
     "count_over_np",
     "event_step_np",
     "lif_step_np",
@@ -34,6 +32,13 @@ if os.environ.get("BRAINGATE_DISABLE_NUMBA", "") not in ("1", "true"):
         AVAILABLE = False
 
 
+#: The error every event path raises for NaN / ±inf input (the step is refused, state unchanged).
+NONFINITE = (
+    "non-finite input (NaN or inf) to an event layer: the step was refused and the layer's state "
+    "is unchanged; clean the stream first (e.g. torch.nan_to_num(x))"
+)
+
+
 def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, out, counts,
                    in_units, lat_units):  # fmt: skip
     """Arguments: numpy views of the state (updated in place); ``out`` receives ``y + bias``;
@@ -45,6 +50,14 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
     m = Us_t.shape[1]
     act = np.empty(R, np.int64)
     sent = np.empty(n, np.uint8)
+    # non-finite input is refused before anything is written (x - x is NaN for NaN and ±inf;
+    # a sum keeps the loop branch-free)
+    poison = 0.0
+    for b in range(B):
+        for i in range(n):
+            poison += x[b, i] - x[b, i]
+    if poison != 0.0 or poison != poison:
+        raise ValueError(NONFINITE)
     for b in range(B):
         gate_ops = 0
         na = 0
@@ -171,86 +184,3 @@ def _lif_step_py(x, mem, beta, thr, zero_reset, out):
 
 
 lif_step_np = njit(cache=True, nogil=True)(_lif_step_py) if AVAILABLE else _lif_step_py
-
-
-# -- a chain of layers in one call ---------------------------------------------------------------
-# Passing every layer's arrays to a compiled function costs more than a sparse step's arithmetic
-# (numba unboxes each array, ~0.1 µs apiece, ~17 per layer). The chain kernel takes one int64
-# descriptor instead: per layer its sizes and the data addresses of its arrays, which the kernel
-# views in place. The callers (braingate.sim.fused.EventChain for a network, EventRunner.hot_step
-# for one layer) hold a reference to every array whose address they wrote and rebuild the
-# descriptor when one is replaced, so an address never outlives its array.
-
-CHAIN_FIELDS = tuple(
-    "n m R act x_hat z z_hat y gstate gate V Us_t bias th thz counts in_units lat_units"
-    " mem beta lif_th lat_units_dense".split()
-)
-"""Columns of the chain descriptor (one row per layer). ``act``: 0 none, 1 ReLU, 2 LIF reset by
-subtraction, 3 LIF reset to zero; the last three addresses are the LIF's membrane, decay and
-threshold (unused otherwise); ``lat_units_dense`` is only zeroed (by :func:`chain_reset`)."""
-
-chain_step = chain_reset = None  # numba only: the descriptor holds raw addresses
-if AVAILABLE:
-    from numba import carray
-    from numba.core import types as _nbt
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def _at(typingctx, addr, like):
-        """A typed pointer to ``addr`` with the element type of the array ``like``."""
-        ptr = _nbt.CPointer(like.dtype)
-
-        def codegen(context, builder, sig, args):
-            return builder.inttoptr(args[0], context.get_value_type(ptr))
-
-        return ptr(_nbt.int64, like), codegen
-
-    @njit(cache=True, nogil=True)
-    def chain_step(x_addr, B, desc, f, g):
-        """One time step through the chain described by ``desc`` (rows: :data:`CHAIN_FIELDS`),
-        input at ``x_addr`` (``(B, n)`` C-contiguous of ``f``'s dtype); returns the last layer's
-        output. ``f`` / ``g``: arrays of the float and bool dtypes (types only)."""
-        h = carray(_at(x_addr, f), (B, desc[0, 0]))
-        for k in range(desc.shape[0]):
-            d = desc[k]
-            n, m, R, a = d[0], d[1], d[2], d[3]
-            out = np.empty((B, m), f.dtype)
-            event_step_np(
-                h, carray(_at(d[4], f), (B, n)), carray(_at(d[5], f), (B, R)),
-                carray(_at(d[6], f), (B, R)), carray(_at(d[7], f), (B, m)),
-                carray(_at(d[8], g), (B, R)), carray(_at(d[9], g), (B, R)),
-                carray(_at(d[10], f), (n, R)), carray(_at(d[11], f), (R, m)),
-                carray(_at(d[12], f), (m,)), carray(_at(d[13], f), (n,)),
-                carray(_at(d[14], f), (R,)), out, carray(_at(d[15], desc), (B, 5)),
-                carray(_at(d[16], desc), (n,)), carray(_at(d[17], desc), (R,)),
-            )  # fmt: skip
-            if a == 1:
-                for r in range(B):
-                    for c in range(m):
-                        if out[r, c] < 0:
-                            out[r, c] = 0
-            elif a >= 2:
-                spikes = np.empty_like(out)
-                lif_step_np(out, carray(_at(d[18], f), (B, m)), carray(_at(d[19], f), (m,)),
-                            carray(_at(d[20], f), (m,)), a == 3, spikes)  # fmt: skip
-                out = spikes
-            h = out
-        return h
-
-    @njit(cache=True, nogil=True)
-    def chain_reset(B, desc, f, g):
-        """:func:`zero_stream` for every layer of ``desc`` (gate state from its ``gate``
-        column), and the LIF membranes to zero."""
-        for k in range(desc.shape[0]):
-            d = desc[k]
-            n, m, R = d[0], d[1], d[2]
-            carray(_at(d[4], f), (B * n,))[:] = 0
-            carray(_at(d[5], f), (B * R,))[:] = 0
-            carray(_at(d[6], f), (B * R,))[:] = 0
-            carray(_at(d[7], f), (B * m,))[:] = 0
-            carray(_at(d[8], g), (B * R,))[:] = carray(_at(d[9], g), (B * R,))
-            carray(_at(d[16], desc), (n,))[:] = 0
-            carray(_at(d[17], desc), (R,))[:] = 0
-            carray(_at(d[21], desc), (R,))[:] = 0
-            if d[3] >= 2:
-                carray(_at(d[18], f), (B * m,))[:] = 0

@@ -5,7 +5,9 @@ compose these with schedulers and estimators, so they are imported from their mo
 ``braingate``), not from here: ``braingate.nn`` stays below ``scheduling`` and ``energy``.
 """
 
+from braingate.nn import _fusers  # noqa: F401 - registers the compiled lowering of these modules
+from braingate.nn.base import EventModule
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
 
-__all__ = ["LIF", "EventLinear"]
+__all__ = ["LIF", "EventLinear", "EventModule"]

@@ -31,6 +31,9 @@ from braingate.functional import _kernels
 from braingate.functional.cost import current_cost_model
 from braingate.functional.event_step import event_step, resync
 from braingate.nn._optim_watch import optimizer_steps
+from braingate.runtime import chain_kernels
+from braingate.runtime.linear import LINEAR
+from braingate.runtime.ops import owned
 from braingate.state import EventState
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -38,7 +41,7 @@ _WITNESS = {  # arrays of the float dtype and of bool: chain_step's type argumen
     torch.float32: (np.zeros(1, np.float32), np.zeros(1, np.bool_)),
     torch.float64: (np.zeros(1, np.float64), np.zeros(1, np.bool_)),
 }
-_COUNTS = _kernels.CHAIN_FIELDS.index("counts") - 4  # in a kernel row's arrays (after 4 sizes)
+_COUNTS = LINEAR.fields.index("counts") - LINEAR.fields.index("x_hat")  # in kernel_row's arrays
 _VERSION = operator.attrgetter("_version")
 
 
@@ -78,6 +81,7 @@ class _Hot(NamedTuple):
     witness: tuple  # arrays of the float and bool dtypes (chain_step's type arguments)
     grad_param: Tensor  # U: with autograd on and U requiring grad, the torch path runs instead
     ctx: _Context  # what it was built from (auto mode reads the cost model's prediction)
+    kernel: object  # the compiled one-op chain step
 
 
 class _DenseMark(NamedTuple):
@@ -217,10 +221,13 @@ class EventRunner:
             st.gate.copy_(gate.expand(B, -1))  # a zero state is consistent with any gate
         with torch.no_grad():
             g = gate.expand(B, -1).contiguous()
-            g_np = g.cpu().numpy()
+            # every kernel argument is a copy the runtime owns: the user may move or free the
+            # original tensors at any time (share_memory_, set_, del); edits are noticed
+            # through the tracked version counters and rebuild the copies
+            g_np = owned(g.cpu().numpy())
             dt = np.float64 if U.dtype == torch.float64 else np.float32
-            Us_t = (U * s).t().contiguous().cpu().numpy().astype(dt, copy=False)
-            Vn = V.detach().contiguous().cpu().numpy().astype(dt, copy=False)
+            Us_t = owned((U * s).t().contiguous().cpu().numpy().astype(dt, copy=False))
+            Vn = np.array(V.detach().cpu().numpy(), dtype=dt, copy=True, order="C")
             # what the kernel arguments copied (edits must be noticed; V: the state depends on it)
             tracked = [U, s, V] + [p for k, p in P.items() if k.endswith("_raw")]
             bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt, tracked)
@@ -290,7 +297,7 @@ class EventRunner:
         if hot.desc is None or self.state is not hot.state:
             return None
         xc = x if x.is_contiguous() else x.contiguous()
-        out = _kernels.chain_step(xc.data_ptr(), B, hot.desc, *hot.witness)
+        out = hot.kernel(xc.data_ptr(), B, hot.desc, *hot.witness)
         counts = hot.keep[_COUNTS]
         self.last_counts = counts
         if auto:
@@ -311,29 +318,35 @@ class EventRunner:
             self.state if kernel else None, layer._epoch, tracked, version_sum(tracked),
             x.shape, x.dtype, None if row is None else np.array([row[0]], np.int64),
             None if row is None else row[1], _WITNESS.get(x.dtype), P["U"], ctx,
+            _one_layer_kernel() if kernel else None,
         )  # fmt: skip
 
-    def kernel_row(self, layer, ctx: _Context, counts: np.ndarray, act: int = 0, lif: tuple = ()):
-        """This layer's row of a :func:`~braingate.functional._kernels.chain_step` descriptor
-        and the arrays whose addresses it holds (the caller keeps them alive); None if one of
-        them does not have the kernel's dtype and layout (never expected).
-
-        ``act``: the activation code after the layer; ``lif``: a LIF's membrane, decay and
-        threshold (float32) when ``act`` >= 2."""
-        lif = lif or (self._lat_units,) * 3  # placeholders, never read
-        arrays = (*self._views, *ctx.kernel_args, counts, self._in_units, self._lat_units, *lif,
+    def kernel_row(self, layer, ctx: _Context, counts: np.ndarray):
+        """This layer's :data:`~braingate.runtime.linear.LINEAR` descriptor row and the arrays
+        whose addresses it holds (the caller keeps them alive); None if one of them does not
+        have the kernel's dtype, shape and layout or is not owned by the runtime (never
+        expected: the state, kernel arguments and counters are all allocated here)."""
+        arrays = (*self._views, *ctx.kernel_args, counts, self._in_units, self._lat_units,
                   self._lat_units_dense)  # fmt: skip
         f = self._views[0].dtype
-        want = [f] * 4 + [np.bool_] * 2 + [f] * 5 + [np.int64] * 3
-        want += [np.float32 if act >= 2 else np.int64] * 3 + [np.int64]
+        want = [f] * 4 + [np.bool_] * 2 + [f] * 5 + [np.int64] * 4
         B, n, m, R = counts.shape[0], self.n, self.m, self.rank
         shapes = [(B, n), (B, R), (B, R), (B, m), (B, R), (B, R), (n, R), (R, m), (m,), (n,), (R,)]
-        shapes += [(B, 5), (n,), (R,)] + ([(B, m), (m,), (m,)] if act >= 2 else [(R,)] * 3) + [(R,)]
+        shapes += [(B, 5), (n,), (R,), (R,)]
         for arr, dt, shape in zip(arrays, want, shapes, strict=True):
-            if arr.dtype != dt or arr.shape != shape or not arr.flags.c_contiguous:
+            if (
+                arr.dtype != dt
+                or arr.shape != shape
+                or not arr.flags.c_contiguous
+                or not arr.flags.owndata
+            ):
                 return None
-        row = [layer.in_features, layer.out_features, self.rank, act]
-        return row + [arr.ctypes.data for arr in arrays], arrays
+        names = LINEAR.fields[LINEAR.fields.index("x_hat") :]
+        row = LINEAR.pack(
+            in_size=self.n, out_size=self.m, R=self.rank,
+            **{k: a.ctypes.data for k, a in zip(names, arrays, strict=True)},
+        )  # fmt: skip
+        return row, arrays
 
     def step(self, layer, x: Tensor, gate: Tensor, auto: bool) -> Tensor:
         B = x.shape[0]
@@ -394,7 +407,7 @@ class EventRunner:
         xn = (x.detach() if x.requires_grad else x).contiguous().numpy()
         views = self._views
         if views is None:
-            views = self._views = tuple(t.numpy() for t in self.state)
+            views = self._adopt()
         out = np.empty((xn.shape[0], self.m), xn.dtype)
         counts = self._counts_buf
         if counts is None or counts.shape[0] != xn.shape[0]:
@@ -406,10 +419,23 @@ class EventRunner:
         self.last_counts = counts
         return torch.from_numpy(out)
 
+    def _adopt(self) -> tuple:
+        """Move the state into arrays this runner allocates and owns (the compiled kernels read
+        nothing else); the state tensors become views of them. Returns the arrays."""
+        arrays = tuple(np.array(t.detach().cpu().numpy(), copy=True, order="C") for t in self.state)
+        self._views = arrays
+        self.state = EventState(*(torch.from_numpy(a) for a in arrays))
+        return arrays
+
     def _resync(self, layer) -> None:
         U, s, V = layer.U.detach(), layer.s.detach(), layer.V.detach()
-        self.state = resync(self.state, U, s, V)
-        self._views = None
+        new = resync(self.state, U, s, V)
+        if self._views is not None:  # in place: compiled chains keep their addresses
+            with torch.no_grad():
+                self.state.z.copy_(new.z)
+                self.state.y.copy_(new.y)
+        else:
+            self.state = new
         self.resync_ops += int(self.state.gate.sum()) * (self.n + self.m)
 
     # -- auto mode ------------------------------------------------------------------------------
@@ -463,6 +489,11 @@ class EventRunner:
         return True
 
 
+def _one_layer_kernel():
+    """The compiled step of a one-op chain (built once per process, then cached)."""
+    return chain_kernels(("event_linear",))[0]
+
+
 def _count_over(a: Tensor, b: Tensor, th: np.ndarray) -> int:
     """Entries with ``|a − b| > th`` (``th`` per column)."""
     if a.is_cpu and _kernels.AVAILABLE and a.dtype in _KERNEL_DTYPES:
@@ -483,18 +514,11 @@ def _threshold_key(layer, name: str, params: dict) -> object:
 
 
 def _kernel_array(value, size: int, dtype, tracked: list) -> np.ndarray:
-    """``value`` (scalar or tensor) as a ``(size,)`` kernel argument of ``dtype``.
-
-    A tensor that already has that form is shared, so in-place edits reach the kernel as they
-    happen; one that has to be copied is appended to ``tracked`` (its edits rebuild the copy).
+    """``value`` (scalar or tensor) as a ``(size,)`` kernel argument of ``dtype``: always a copy
+    the runtime owns; a tensor is appended to ``tracked`` (its in-place edits rebuild the copy).
     """
     if not isinstance(value, Tensor):
         return np.full(size, value, dtype=dtype)
-    t = value.detach()
-    if t.device.type == "cpu" and t.shape == (size,) and t.is_contiguous():
-        arr = t.numpy()
-        if arr.dtype == dtype:
-            return arr
     tracked.append(value)
-    arr = t.cpu().numpy().astype(dtype).reshape(-1)
-    return np.full(size, arr[0], dtype) if arr.size == 1 else np.ascontiguousarray(arr)
+    arr = value.detach().cpu().numpy().astype(dtype).reshape(-1)
+    return np.full(size, arr[0], dtype) if arr.size == 1 else np.array(arr, copy=True)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from braingate.functional.event_step import event_step
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
 from braingate.functional.lowrank import lowrank_linear, masked_weight, svd_factorize
 from braingate.nn import _validate as check
 from braingate.nn._event_runner import EventRunner
+from braingate.nn.base import Counts, EventModule, register_event_layer
+from braingate.runtime import RUNTIME_LOCK
+from braingate.state import EventState
 
 __all__ = ["EventLinear"]
 
@@ -18,7 +23,8 @@ __all__ = ["EventLinear"]
 _CACHED = frozenset({"U", "s", "V", "bias", "threshold_raw", "latent_threshold_raw"})
 
 
-class EventLinear(nn.Module):
+@register_event_layer("event_linear")
+class EventLinear(EventModule):
     r"""Linear layer with weight ``W ≈ U·diag(s⊙g)·Vᵀ`` that can recompute only what changed.
 
     .. math::
@@ -108,7 +114,6 @@ class EventLinear(nn.Module):
         self.resync_every = resync_every
         self._threshold = check.threshold("threshold", threshold, n)
         self._latent_threshold = check.threshold("latent_threshold", latent_threshold, rank)
-        self._execution = "dense"
         self._gate: Tensor | None = None  # None: all on; else bool (R,) or (B, R)
         self.register_buffer("_all_on", torch.ones(rank, dtype=torch.bool, device=device), False)
         self._runner = EventRunner(n, m, rank)
@@ -211,15 +216,6 @@ class EventLinear(nn.Module):
                 v = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
                 raw.copy_(softplus_inverse(v.expand_as(raw) if v.dim() <= raw.dim() else v.mean()))
 
-    @property
-    def execution(self) -> str:
-        """``"dense"`` | ``"event"`` | ``"auto"``."""
-        return self._execution
-
-    @execution.setter
-    def execution(self, mode: str) -> None:
-        self._execution = check.execution_mode(mode)
-
     def set_active_blocks(self, k_or_mask: int | Tensor | None) -> None:
         """Switch gate blocks: ``k`` most important blocks (by ``Σ s²``), or a bool mask.
 
@@ -306,10 +302,16 @@ class EventLinear(nn.Module):
     # -- forward --------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         mode = self._execution
-        if mode != "dense":  # a steady event stream: the lean path (None if it does not apply)
-            out = self._runner.hot_step(self, x, mode == "auto")
-            if out is not None:
-                return out
+        if mode != "dense":
+            with RUNTIME_LOCK:  # threads stepping one layer are serialised (see runtime.ops)
+                # a steady event stream: the lean path (None if it does not apply)
+                out = self._runner.hot_step(self, x, mode == "auto")
+                if out is not None:
+                    return out
+                return self._checked_forward(x)
+        return self._checked_forward(x)
+
+    def _checked_forward(self, x: Tensor) -> Tensor:
         check.layer_input(x, self.in_features, self.U.dtype, self.U.device)
         gate = self.gate_units()
         if self._execution == "dense":
@@ -340,12 +342,119 @@ class EventLinear(nn.Module):
                 f"rank={self.rank}, blocks={self.blocks}, threshold={th}, "
                 f"latent_threshold={lth}, execution={self._execution!r}")  # fmt: skip
 
+    # -- the event-module protocol (DESIGN §2d) --------------------------------------------------
+    @property
+    def last_counts(self) -> Counts | None:
+        """:class:`~braingate.nn.base.Counts` of the last event / auto step, ``(B,)`` arrays."""
+        c = self._runner.last_counts  # (B, 5): input, latent, synops, gate, active rank
+        if c is None:
+            return None
+        n, m = self.in_features, self.out_features
+        zeros = np.zeros(c.shape[0])
+        return Counts(
+            synops=c[:, 2], dense_synops=zeros + n * m, lowrank_ops=(n + m) * c[:, 4],
+            input_events=c[:, 0], latent_events=c[:, 1], gate_ops=c[:, 3],
+            resync_ops=zeros, neuron_ops=zeros,
+        )  # fmt: skip
+
+    def dense_counts(self, sample_shape: tuple[int, ...] = ()) -> Counts:
+        """One dense step of one sample: every input and every active rank unit sent."""
+        n, m = self.in_features, self.out_features
+        active = float(self.active_rank.double().mean())
+        ops = (n + m) * active
+        return Counts(synops=ops, dense_synops=float(n * m), lowrank_ops=ops,
+                      input_events=float(n), latent_events=active)  # fmt: skip
+
+    def unit_events(self) -> tuple[np.ndarray, np.ndarray]:
+        r = self._runner
+        return r.input_unit_events, r.latent_unit_events
+
+    def report_entry(self, batch: int, dense_steps: int = 0) -> dict:
+        d = super().report_entry(batch, 0)
+        gate = self.gate_units().expand(batch, -1).double().mean(0).cpu().numpy()
+        d["input_unit_events"] = (np.asarray(d["input_unit_events"]) + dense_steps).tolist()
+        d["latent_unit_events"] = (
+            np.asarray(d["latent_unit_events"]) + dense_steps * gate
+        ).tolist()
+        d["resync_ops"] = self._runner.resync_ops / batch
+        return d
+
+    def describe(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "rank": self.rank, "blocks": self.blocks}  # fmt: skip
+
+    def init_state(self, batch: int, like: Tensor) -> EventState:
+        gate = self.gate_units().expand(batch, -1)
+        return EventState.zeros(batch, self.in_features, self.out_features, gate, like.dtype,
+                                like.device)  # fmt: skip
+
+    def reference_step(self, x: Tensor, state: EventState) -> tuple[Tensor, EventState, Counts]:
+        """The torch event step (:func:`~braingate.functional.event_step`), differentiable."""
+        if x.dim() != 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"an event step takes (B, {self.in_features}), got {tuple(x.shape)}; call the "
+                "model once per time step"
+            )
+        gate = self.gate_units().expand(x.shape[0], -1)
+        y, state, c, _ = event_step(x, state, self.U, self.s, self.V, gate, self.threshold,
+                                    self.latent_threshold)  # fmt: skip
+        n, m = self.in_features, self.out_features
+        counts = Counts(
+            synops=c.synops, dense_synops=float(n * m), lowrank_ops=(n + m) * c.active_rank,
+            input_events=c.input_events, latent_events=c.latent_events, gate_ops=c.gate_ops,
+        )  # fmt: skip
+        return (y if self.bias is None else y + self.bias), state, counts
+
+    # -- state dict: everything that changes the function (DESIGN §2d) ---------------------------
     def get_extra_state(self) -> dict:
         return {"threshold": self._threshold, "latent_threshold": self._latent_threshold,
-                "execution": self._execution, "resync_every": self.resync_every}  # fmt: skip
+                "execution": self._execution, "resync_every": self.resync_every,
+                "gate": None if self._gate is None else self._gate.detach().cpu().clone(),
+                "learned": sorted(k for k in self._parameters if k.endswith("_raw"))}  # fmt: skip
 
     def set_extra_state(self, state: dict) -> None:
-        self.threshold = state["threshold"]
-        self.latent_threshold = state["latent_threshold"]
+        if not isinstance(state, dict) or "threshold" not in state:
+            raise ValueError(
+                f"EventLinear extra state must be the dict saved by get_extra_state, got "
+                f"{type(state).__name__}; load a state dict saved from an EventLinear"
+            )
+        # a learned threshold's value is its loaded ``*_raw`` parameter: keep it, do not
+        # overwrite it with the fixed value saved beside it
+        for name in ("threshold", "latent_threshold"):
+            size = self.in_features if name == "threshold" else self.rank
+            if name + "_raw" in self._parameters:
+                self.__dict__["_" + name] = check.threshold(name, state[name], size)
+            else:
+                setattr(self, name, state[name])
         self.execution = state["execution"]
         self.resync_every = state["resync_every"]
+        gate = state.get("gate")
+        if gate is not None and (gate.dtype != torch.bool or gate.shape[-1] != self.rank):
+            raise ValueError(
+                f"saved gate has dtype {gate.dtype} and shape {tuple(gate.shape)}; expected a "
+                f"bool (..., {self.rank}) rank mask"
+            )
+        self._gate = None if gate is None else gate.to(self.U.device).clone()
+        self._epoch += 1
+        self.reset()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected,
+                              errors):  # fmt: skip
+        # learned thresholds load into a layer whose thresholds are still fixed (a freshly
+        # converted skeleton): the ``*_raw`` parameters are created with the saved shapes first
+        for name in ("threshold", "latent_threshold"):
+            key = prefix + name + "_raw"
+            if key in state_dict and name + "_raw" not in self._parameters:
+                raw = state_dict[key]
+                size = self.in_features if name == "threshold" else self.rank
+                if not isinstance(raw, Tensor) or raw.shape not in ((), (size,)):
+                    errors.append(
+                        f"{key} has shape {getattr(raw, 'shape', None)}; expected () or ({size},)"
+                    )
+                    continue
+                self.register_parameter(
+                    name + "_raw",
+                    nn.Parameter(torch.zeros(raw.shape, dtype=self.U.dtype, device=self.U.device)),
+                )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing,
+                                      unexpected, errors)  # fmt: skip

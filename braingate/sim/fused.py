@@ -1,19 +1,25 @@
-"""One call per time step for a whole chain of event layers: no module dispatch in between.
+"""One compiled call per time step for a whole network: no module dispatch in between.
 
 At batch 1 the arithmetic of a sparse step is a few microseconds per layer; PyTorch's module call,
-argument checks and tensor wrapping cost more than that. :class:`EventChain` runs an
-``nn.Sequential`` of :class:`~braingate.nn.EventLinear` layers (event mode), each followed by at
-most one activation (ReLU, :class:`~braingate.nn.LIF`, Identity), as **one** compiled call per
-step (:func:`braingate.functional._kernels.chain_step`). It works on the layers' own state and
-counters, so it computes exactly what ``model(x)`` computes step by step, and it checks at every
-call that no parameter, threshold, gate or state changed behind its back (if one did, it
-re-reads them). :func:`braingate.simulate` uses it automatically when it applies.
+argument checks and tensor wrapping cost more than that. :class:`EventChain` lowers every module of
+an ``nn.Sequential`` (nested ones flattened) through the fusers registered in
+:mod:`braingate.runtime` (event layers, ReLU, LIF, Flatten, ...) and runs each maximal run of
+lowered modules as **one** compiled call (:func:`braingate.runtime.chain_kernels`). Modules
+without a fuser run as ordinary module calls between compiled segments, so any model steps.
+
+It works on the layers' own state and counters, so it computes exactly what ``model(x)`` computes
+step by step, and before every step it checks that nothing it lowered changed behind its back
+(parameters, thresholds, gates, states, a module replaced in the Sequential, a tensor's storage
+moved); if something did, it lowers the model again. Compiled steps only read arrays the runtime
+owns (see :class:`braingate.runtime.Row`) and run under :data:`braingate.runtime.RUNTIME_LOCK`,
+so nothing done from Python — other threads included — makes them read memory they do not own.
 """
 
 from __future__ import annotations
 
 import operator
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,266 +28,294 @@ from torch import Tensor, nn
 from braingate.functional import _kernels
 from braingate.nn._event_runner import _WITNESS, version_sum
 from braingate.nn._optim_watch import optimizer_steps
-from braingate.nn.event_linear import EventLinear
-from braingate.nn.lif import LIF
+from braingate.nn.base import event_modules
+from braingate.runtime import RUNTIME_LOCK, Row, chain_kernels, fuser_for
 from braingate.sim.control import reset as reset_model
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
-_EPOCH = operator.itemgetter("_epoch")
 _STRIDED = torch.strided
-_PASS = (nn.Identity, nn.Dropout)  # no-ops in a no-grad event step (Dropout in eval mode)
+_VERSION = operator.attrgetter("_version")
+
+
+class _Compiled(NamedTuple):
+    """A run of lowered modules: one compiled call."""
+
+    rows: tuple
+    desc: np.ndarray
+    step: object
+    reset: object
+    in_size: int
+    out_shape: tuple
+
+
+def _slots(model: nn.Module) -> list[tuple[dict | None, str | None, nn.Module]]:
+    """``(container._modules, key, module)`` in forward order; nested Sequentials flattened."""
+    if not isinstance(model, nn.Sequential):
+        return [(None, None, model)]
+    out = []
+    for key, m in model._modules.items():
+        if isinstance(m, nn.Sequential):
+            out += _slots(m)
+        else:
+            out.append((model._modules, key, m))
+    return out
 
 
 class EventChain:
-    """Compiled event-mode stepping of ``nn.Sequential(EventLinear, act, EventLinear, act, ...)``.
+    """Compiled event-mode stepping of a model (see the module docstring).
 
     Args:
-        model: the network (or a single EventLinear). Every EventLinear must be in ``"event"``
-            execution, on CPU, float32 or float64 (float32 when LIF neurons are present); each
-            may be followed by one ReLU or LIF (Identity / eval-mode Dropout are skipped).
+        model: an ``nn.Sequential`` (or a single module). Event layers must be in ``"event"``
+            execution to be lowered; others (and modules without a fuser) run as module calls.
+        strict: raise TypeError with the reason unless every module lowers
+            (:func:`why_not_fusable`).
 
-    Shape: ``(B, n) -> (B, m)`` per call; :func:`braingate.reset` between streams.
+    Shape: one time step ``(B, ...)`` per call; :meth:`reset` (or :func:`braingate.reset`)
+    between streams.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        reason = why_not_fusable(model)
+    def __init__(self, model: nn.Module, *, strict: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        reason = why_not_fusable(model) if strict else ""
         if reason:
             raise TypeError(f"cannot fuse this model: {reason}")
         self.model = model
-        mods = [m for m in _modules(model) if not isinstance(m, _PASS)]
-        self.plan: list[tuple[EventLinear, nn.Module | None]] = []
-        for m in mods:
-            if isinstance(m, EventLinear):
-                self.plan.append((m, None))
-            else:
-                self.plan[-1] = (self.plan[-1][0], m)
-        self.in_features = self.plan[0][0].in_features
-        self.dtype = self.plan[0][0].U.dtype
-        self._packed: object | None = None
-        self._batch = -1
-        self._shape = torch.Size((-1, self.in_features))  # of the packed batch
-        self._pending, self._due = 0, 1  # steps not yet handed to the layers (see _flush_steps)
+        self._plan: list | None = None  # _Compiled and nn.Module entries, in order
+        self._shape: torch.Size | None = None  # (B, ...) of the planned input
+        self.dtype: torch.dtype | None = None
+        self._pending, self._due = 0, 1  # steps not yet handed to the steppers
         self._after_reset = False
         self._listener = weakref.WeakMethod(self._before_reset)
+        self._steppers: list = []
         self._watch: list = []
-        self._runners: list = []
-        self._ptrs: list = []
 
+    # -- stepping -------------------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
-        if (
-            type(x) is not Tensor  # subclasses (FakeTensor, ...) may have no data to read
-            or x.shape != self._shape
-            or x.dtype is not self.dtype
-            or not x.is_cpu
-            or x.requires_grad
-            or x.layout is not _STRIDED
-            or not self._still_valid()
-        ):
-            return self._call_checked(x)
-        return self._step(x if x.is_contiguous() else x.contiguous())
+        with RUNTIME_LOCK:  # threads on one chain (or its layers) are serialised
+            if (
+                type(x) is not Tensor  # subclasses (FakeTensor, ...) may have no data to read
+                or x.shape != self._shape
+                or x.dtype is not self.dtype
+                or not x.is_cpu
+                or x.requires_grad
+                or x.layout is not _STRIDED
+                or not self._still_valid()
+            ):
+                return self._call_checked(x)
+            return self._run(x if x.is_contiguous() else x.contiguous())
 
-    def _step(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor) -> Tensor:
         if self._after_reset:  # the layers' first step since a reset: no longer fresh
-            for r in self._runners:
-                r._fresh = False
+            for s in self._steppers:
+                s.started()
             self._after_reset = False
-        out = _kernels.chain_step(x.data_ptr(), self._batch, self._packed, *self._types)
+        h = x
+        B = x.shape[0]
+        for seg in self._plan:
+            if type(seg) is _Compiled:
+                if h.dtype is not self.dtype or not h.is_contiguous():
+                    h = h.to(self.dtype).contiguous()
+                out = seg.step(h.data_ptr(), B, seg.desc, *self._types)
+                h = torch.from_numpy(out)
+                if len(seg.out_shape) != 1:
+                    h = h.view(B, *seg.out_shape)
+            else:
+                h = seg(h)
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
-        return torch.from_numpy(out)
+        return h
 
     def _call_checked(self, x) -> Tensor:
         """A first step, a step after a change or reset, or input the fast test did not accept."""
         if type(x) is not Tensor:
             return self.model(x)  # the module path raises the precise error (or copes)
-        shape = x.shape
         if (
-            len(shape) != 2
-            or shape[1] != self.in_features
-            or not shape[0]
-            or x.dtype != self.dtype
+            x.dim() < 2
+            or not x.shape[0]
+            or x.dtype not in _WITNESS
             or not x.is_cpu
             or x.layout is not _STRIDED
+            or not _kernels.AVAILABLE
         ):
             return self.model(x)  # nothing has run yet: the module path raises the precise error
-        if self._packed is None or shape[0] != self._batch or not self._still_valid():
-            if not self._pack(shape[0]):
+        if self._plan is None or x.shape != self._shape or not self._still_valid():
+            if not self._lower(x):
                 return self.model(x)  # e.g. a batch change mid-stream: the module path says so
-        return self._step((x.detach() if x.requires_grad else x).contiguous())
+        return self._run((x.detach() if x.requires_grad else x).contiguous())
 
     def reset(self) -> None:
-        """:func:`braingate.reset` of the model, its layers' part in one compiled call.
+        """:func:`braingate.reset` of the model, the lowered modules' part in compiled calls.
 
-        The general path runs instead when the packed arrays are not all current, or a layer's
-        state cannot be zeroed in place (see ``EventRunner.zeroable``).
+        The general path runs instead when the lowered arrays are not all current, or a layer's
+        state cannot be zeroed in place.
         """
-        runners = self._runners if self._packed is not None else ()
-        for r in runners:
-            r.notify()  # chains on these layers (this one too) end their stream: a re-sync may run
-        if (
-            self._packed is None
-            or not runners
-            or not self._still_valid()
-            or not all(r.zeroable() for r in runners)
-        ):
-            reset_model(self.model)
-            return
-        _kernels.chain_reset(self._batch, self._packed, *self._types)
-        for r in runners:
-            r.restarted(fresh=True)
+        with RUNTIME_LOCK:
+            for s in self._steppers:
+                s.notify()  # chains on these layers (this one too) end their stream
+            if (
+                self._plan is None
+                or not self._still_valid()
+                or not all(s.zeroable() for s in self._steppers)
+            ):
+                reset_model(self.model)
+                return
+            B = self._shape[0]
+            for seg in self._plan:
+                if type(seg) is _Compiled:
+                    seg.reset(B, seg.desc, *self._types)
+                else:
+                    reset_model(seg)
+            for s in self._steppers:
+                s.restarted()
 
     def _before_reset(self) -> None:
-        """Run by a layer's ``reset`` (see ``EventRunner.listeners``): the steps taken so far
-        belong to the stream that ends, and the next step is a first one."""
+        """Run by a layer's reset (see the steppers' ``listen``): the steps taken so far belong
+        to the stream that ends, and the next step is a first one."""
         if self._pending:
             self._flush_steps()
         self._after_reset = True
 
     def _flush_steps(self) -> None:
-        """Hand the steps run since the last flush to the layers; re-sync those that are due."""
+        """Hand the steps run since the last flush to the steppers (re-syncs run in place)."""
         due, p = 1 << 62, self._pending
-        for layer, _ in self.plan:
-            r, k = layer._runner, layer.resync_every
-            r.steps += p
-            if k:
-                if (r.steps - p) // k != r.steps // k and r.state is not None:
-                    r._resync(layer)
-                    self._packed = None  # the state tensors were replaced
-                due = min(due, k - r.steps % k)
-        self._pending, self._due = 0, due
+        for s in self._steppers:
+            due = min(due, s.advance(p))
+        self._pending, self._due = 0, max(1, due)
 
-    # -- packing the kernel's arguments ---------------------------------------------------------
-    def _pack(self, B: int) -> bool:
-        """Write the kernel's descriptor (:data:`~braingate.functional._kernels.CHAIN_FIELDS`):
-        the data addresses of every layer's state, arguments and counters. ``self._keep`` holds
-        each of those arrays, and :meth:`_still_valid` re-packs when one is replaced."""
+    # -- lowering -------------------------------------------------------------------------------
+    def _lower(self, x: Tensor) -> bool:
+        """Lower the model for the batch and per-sample shape of ``x`` (False: cannot, the
+        module path runs this step instead)."""
         self._flush_steps()
-        rows, keep, watch, layer_dicts, runners, tracked, ptrs = [], [], [], [], [], [], []
-        for layer, act in self.plan:
-            r = layer._runner
-            if layer.U.dtype is not self.dtype or layer.execution != "event":
-                return False  # converted or switched since: the module path runs (or says why)
-            if r.state is not None and r.state.x_hat.shape[0] != B and r._fresh:
-                r.state, r._views, r._hot = None, None, None  # reset, then a new batch size
-            if r._mark is not None or (r.state is not None and r.state.x_hat.shape[0] != B):
-                return False
-            if self._listener not in r.listeners:
-                r.listeners = [w for w in r.listeners if w() is not None] + [self._listener]
-            ctx = r.context(layer, layer.gate_units(), B)
-            r.ensure_state(layer, ctx)
-            r._views = tuple(t.numpy() for t in r.state)
-            r.last_counts = np.zeros((B, 5), np.int64)
-            lif, code = (), 0
-            if isinstance(act, nn.ReLU):
-                code = 1
-            elif isinstance(act, LIF):
-                if act.mem is None or tuple(act.mem.shape) != (B, act.size):
-                    act.mem = torch.zeros(B, act.size)
-                lif = (act.mem.numpy(), act.beta.detach().numpy(), act.threshold.detach().numpy())
-                code = 3 if act.reset_mode == "zero" else 2
-                watch += [
-                    (act.__dict__, "mem", act.mem),
-                    (act._buffers, "beta", act.beta),
-                    (act._buffers, "threshold", act.threshold),
-                ]  # read in place
-                ptrs.append((act.mem, act.mem.data_ptr()))  # a storage swap keeps the tensor
-            made = r.kernel_row(layer, ctx, r.last_counts, code, lif)
-            if made is None:  # an array without the kernel's dtype or layout (never expected)
-                return False
-            keep += made[1]
-            rows.append(made[0])
-            runners.append(r)
-            watch += [
-                (r.__dict__, "state", r.state),
-                (r.__dict__, "_in_units", r._in_units),
-                (r.__dict__, "last_counts", r.last_counts),  # the module path replaces it
-                (layer.__dict__, "resync_every", layer.resync_every),  # sets when to flush
-                (layer.__dict__, "_execution", layer._execution),  # "event" (checked in _pack)
-            ]
-            tracked += ctx.tracked
-            layer_dicts.append(layer.__dict__)
-        self._packed = np.array(rows, np.int64)
-        self._types = _WITNESS[self.dtype]
-        self._keep, self._batch = keep, B
-        self._shape = torch.Size((B, self.in_features))
-        self._watch, self._layer_dicts = watch, layer_dicts
-        self._runners = runners
+        B, dtype = x.shape[0], x.dtype
+        slots = _slots(self.model)
+        plan, run, keep, watch, tracked, epochs, ptrs, steppers = [], [], [], [], [], [], [], []
+        shape = tuple(x.shape[1:])
+
+        def close_run() -> None:
+            if run:
+                plan.append(_compile(run))
+                run.clear()
+
+        for container, key, m in slots:
+            if container is not None:
+                watch.append((container, key, m))  # net[2] = other: lowered again
+            fuser = fuser_for(m)
+            row = fuser(m, B, dtype, shape) if fuser is not None else None
+            if not isinstance(row, Row):  # not lowered: this and every later module run as calls
+                close_run()
+                plan.append(m)
+                shape = None  # unknown until the module runs; the rest is not lowered
+                rest = slots[slots.index((container, key, m)) + 1 :]
+                for c, k, mm in rest:
+                    if c is not None:
+                        watch.append((c, k, mm))
+                    plan.append(mm)
+                break
+            if row.op:
+                run.append(row)
+            keep += row.keep
+            watch += row.watch
+            tracked += row.tracked
+            epochs += row.epochs
+            ptrs += row.ptrs
+            if row.stepper is not None:
+                steppers.append(row.stepper)
+                row.stepper.listen(self._listener)
+            shape = tuple(row.out_shape)
+        close_run()
+        self._plan = plan
+        self._types = _WITNESS[dtype]
+        self.dtype = dtype
+        self._shape = x.shape
+        self._keep = keep
+        self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
         self._tracked = tracked
-        self._ptrs = ptrs
-        self._version_sum = version_sum(self._tracked)
-        self._epoch_sum = sum(map(_EPOCH, layer_dicts))
+        self._steppers = steppers
+        self._version_sum = version_sum(tracked)
+        self._epoch_sum = sum(d.get(k, 0) for d, k in epochs)
         self._optimizer_steps = optimizer_steps()
+        self._after_reset = True  # the first step tells the steppers they started
+        self._pending, self._due = 0, 1
         return True
 
-    def _inputs_unchanged(self) -> bool:
-        """Parameters, thresholds and gates are those packed.
-
-        Version counters and epochs only ever grow, so their sums change exactly when one of
-        them does: two C-level sums instead of a Python loop over every tensor.
-        """
-        return (
-            version_sum(self._tracked) == self._version_sum
-            and sum(map(_EPOCH, self._layer_dicts)) == self._epoch_sum
-            and optimizer_steps() == self._optimizer_steps
-        )
-
     def _still_valid(self) -> bool:
-        """Nothing the packed arguments depend on changed (parameters, thresholds, gates, state).
+        """Nothing the lowered arguments depend on changed.
 
         Plain loops with early exit: this runs every step, and at batch 1 it costs more than the
-        arithmetic of a sparse step.
+        arithmetic of a sparse step. Version counters and epochs only ever grow, so their sums
+        change exactly when one of them does.
         """
+        if self._plan is None:
+            return False
         for d, key, obj in self._watch:
             if d.get(key) is not obj:
                 return False
         for t, ptr in self._ptrs:
             if t.data_ptr() != ptr:
                 return False
-        return self._inputs_unchanged()
+        return (
+            version_sum(self._tracked) == self._version_sum
+            and sum(d.get(k, 0) for d, k in self._epochs) == self._epoch_sum
+            and optimizer_steps() == self._optimizer_steps
+        )
+
+    @property
+    def compiled_segments(self) -> int:
+        """Compiled calls per step in the current lowering (0 before the first step)."""
+        return sum(type(s) is _Compiled for s in self._plan or ())
 
 
-def _modules(model: nn.Module) -> list[nn.Module]:
-    return list(model) if isinstance(model, nn.Sequential) else [model]
+def _compile(rows: list[Row]) -> _Compiled:
+    width = max(len(r.values) for r in rows)
+    desc = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        desc[i, : len(r.values)] = r.values
+    step, reset = chain_kernels(tuple(r.op for r in rows))
+    return _Compiled(tuple(rows), desc, step, reset, int(rows[0].values[0]),
+                     tuple(rows[-1].out_shape))  # fmt: skip
 
 
 def why_not_fusable(model: nn.Module) -> str:
-    """Empty string if :class:`EventChain` can run ``model``, else the reason."""
+    """Empty string if every module of ``model`` has a compiled op (event layers in ``"event"``
+    execution), else the first reason one does not. Features flowing between modules that
+    declare ``in_features`` / ``out_features`` are checked too (lowering checks the rest)."""
     if not _kernels.AVAILABLE:
         return "the compiled kernels (numba) are not available"
-    mods = _modules(model)
-    layers = [m for m in mods if isinstance(m, EventLinear)]
-    if not layers:
-        return "it has no EventLinear layer"
-    dtypes = {m.U.dtype for m in layers}
-    if len(dtypes) > 1 or (dtypes != {torch.float32} and any(isinstance(m, LIF) for m in mods)):
-        return f"mixed dtypes {sorted(map(str, dtypes))} (LIF needs float32 layers)"
-    width, after_act = None, True  # features flowing between modules (the kernels never overrun)
-    for i, m in enumerate(mods):
-        if isinstance(m, _PASS):
-            if isinstance(m, nn.Dropout) and m.training:
-                return f"module {i} is a Dropout in training mode"
-            continue
-        if isinstance(m, EventLinear):
-            if m.execution != "event":
-                return f"layer {i} has execution={m.execution!r}, not 'event'"
-            if m.U.device.type != "cpu" or m.U.dtype not in _WITNESS:
-                return f"layer {i} is {m.U.dtype} on {m.U.device}; needs float32/64 on CPU"
-            if width is not None and width != m.in_features:
-                return f"layer {i} takes {m.in_features} features but receives {width}"
-            width, after_act = m.out_features, False
-        elif isinstance(m, (nn.ReLU, LIF)):
-            if after_act:
-                return f"module {i} ({type(m).__name__}) does not directly follow an EventLinear"
-            if isinstance(m, LIF) and m.size != width:
-                return f"LIF {i} has size {m.size} but receives {width} features"
-            after_act = True
-        else:
-            return f"module {i} ({type(m).__name__}) is not an EventLinear, LIF, ReLU or Identity"
+    if not event_modules(model):
+        return "it has no event layer"
+    width = None
+    for key, m in _named_slots(model):
+        if fuser_for(m) is None:
+            return f"module {key} ({type(m).__name__}) has no compiled op"
+        if isinstance(m, nn.Dropout) and m.training:
+            return f"module {key} is a Dropout in training mode"
+        if getattr(m, "execution", "event") != "event":
+            return f"layer {key} has execution={m.execution!r}, not 'event'"
+        n, out = getattr(m, "in_features", None), getattr(m, "out_features", None)
+        if isinstance(n, int) and isinstance(out, int):
+            if width is not None and width != n:
+                return f"layer {key} takes {n} features but receives {width}"
+            width = out
+        elif not isinstance(m, _SHAPE_PRESERVING):
+            width = None
     return ""
 
 
-def compile_events(model: nn.Module) -> EventChain:
-    """An :class:`EventChain` for ``model`` (TypeError with the reason when it cannot fuse)."""
-    return EventChain(model)
+_SHAPE_PRESERVING = (nn.ReLU, nn.Identity, nn.Dropout)
+
+
+def _named_slots(model: nn.Module):
+    for container, key, m in _slots(model):
+        yield (key if container is not None else type(m).__name__), m
+
+
+def compile_events(model: nn.Module, *, strict: bool = False) -> EventChain:
+    """An :class:`EventChain` for ``model``: one compiled call per step for every run of modules
+    that lower to compiled ops, module calls for the rest (``chain.compiled_segments`` after the
+    first step says how many compiled calls a step takes). ``strict=True`` raises TypeError
+    with the reason unless all of it lowers."""
+    return EventChain(model, strict=strict)

@@ -17,6 +17,7 @@ COUNTERS = (
     "latent_events",
     "gate_ops",
     "resync_ops",
+    "neuron_ops",
 )
 
 

@@ -1,18 +1,82 @@
-"""simulate(): run a model over a time-first stream and count every operation done and skipped."""
+"""simulate(): run a model over a time-first stream and count every operation done and skipped.
+
+Event layers are seen only through the event-module protocol (:mod:`braingate.nn.base`); plain
+torch layers that stay dense inside an event network are counted at their dense cost by the
+counters registered in :data:`DENSE_COUNTERS` (``nn.Linear`` here; convolutions and pooling
+register theirs in their own files), so the totals stay honest.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from braingate._registry import Registry
 from braingate.nn._validate import execution_mode
-from braingate.nn.event_linear import EventLinear
+from braingate.nn.base import COUNT_FIELDS, Counts, EventModule, event_modules
 from braingate.sim.control import execution, reset
 from braingate.sim.fused import EventChain, why_not_fusable
 from braingate.sim.report import COUNTERS, Report
 
-__all__ = ["simulate"]
+__all__ = ["DENSE_COUNTERS", "DenseCounter", "simulate"]
+
+
+class DenseCounter(NamedTuple):
+    """How simulate counts a torch module that stays dense.
+
+    Attributes:
+        count: ``(module, x, y) -> (Counts of (N,) arrays, units)``: per-sample counts of one
+            call on ``N`` samples (``x`` the input, ``y`` the output), and the events per input
+            unit summed over those samples (an array, or None).
+        describe: ``module -> dict`` with ``kind``, ``in_features``, ``out_features``, ``rank``,
+            ``blocks`` (the Report fields).
+    """
+
+    count: Callable
+    describe: Callable
+
+
+#: Module type -> :class:`DenseCounter` (subclasses inherit their base's counter).
+DENSE_COUNTERS: Registry[DenseCounter] = Registry("dense layer counter")
+
+
+def _count_linear(mod: nn.Linear, x: Tensor, y: Tensor):
+    n, m = mod.in_features, mod.out_features
+    nz = (x.detach() != 0).reshape(-1, n)
+    per = nz.sum(-1).double().cpu().numpy()
+    full = np.full(per.shape, float(n * m))
+    counts = Counts(synops=per * m, dense_synops=full, lowrank_ops=full, input_events=per)
+    return counts, nz.sum(0).cpu().numpy().astype(np.float64)
+
+
+DENSE_COUNTERS.add(
+    nn.Linear,
+    DenseCounter(
+        _count_linear,
+        lambda m: {
+            "kind": "linear",
+            "in_features": m.in_features,
+            "out_features": m.out_features,
+            "rank": min(m.in_features, m.out_features),
+            "blocks": 1,
+        },
+    ),
+)
+
+#: Torch modules with hidden state across calls that simulate cannot step one time step at a
+#: time: stepping them would silently treat every step as a new sequence.
+_UNSTEPPABLE = (nn.RNNBase, nn.RNNCellBase)
+
+
+def _dense_counter(m: nn.Module) -> DenseCounter | None:
+    for cls in type(m).__mro__:
+        if cls in DENSE_COUNTERS:
+            return DENSE_COUNTERS.get(cls)
+    return None
 
 
 def simulate(
@@ -25,28 +89,46 @@ def simulate(
 ) -> tuple[Tensor, Report]:
     """Run ``model`` over the stream ``xs`` and count operations per layer, per step.
 
-    In ``"event"`` / ``"auto"`` mode the model is called once per time step and every
-    :class:`~braingate.nn.EventLinear` recomputes only what changed. In ``"dense"`` mode a
-    model without stateful modules gets the whole ``(T, B, ...)`` stream in one call (each
-    layer one batched GEMM: the GPU fallback); with stateful modules (snntorch neurons) it is
-    stepped in time. Plain ``nn.Linear`` layers are counted as NeuroBench does (``nnz(x)·m``).
+    In ``"event"`` / ``"auto"`` mode the model is called once per time step and every event
+    layer recomputes only what changed. In ``"dense"`` mode a feed-forward model gets the whole
+    stream in one call with time folded into the batch (each layer one batched GEMM / conv: the
+    GPU fallback); a model with recurrent layers gets the whole ``(T, B, ...)`` sequence; one
+    with stateful neurons (braingate's LIF, snntorch) is stepped in time. Plain torch layers
+    that stay dense are counted at their dense cost (``nn.Linear`` as NeuroBench does,
+    ``nnz(x)·m``).
 
     Args:
-        model: any module containing EventLinear / nn.Linear layers.
+        model: any module containing event layers and / or plain torch layers.
         xs: stream ``(T, B, ...)``, time first.
         mode: ``"event"`` | ``"auto"`` | ``"dense"``.
         reset_state: reset the model's state before the run (``bg.reset``).
-        fuse: in event mode, step an ``nn.Sequential`` of EventLinear / ReLU / LIF layers
-            through :class:`~braingate.sim.fused.EventChain` (same results, less overhead).
+        fuse: in event mode, step the model through :class:`~braingate.sim.fused.EventChain`
+            when all of it lowers to compiled ops (same results, less overhead).
 
     Returns:
         ``(ys, report)`` with ``ys`` of shape ``(T, B, ...)`` and a :class:`Report`.
+
+    Raises:
+        ValueError: a bad stream, or a module simulate cannot step one time step at a time
+            (``nn.GRU`` / ``nn.LSTM`` / RNN cells in event or auto mode: convert them).
     """
     execution_mode(mode)
     if not isinstance(xs, Tensor):
         raise TypeError(f"xs must be a torch.Tensor (T, B, ...), got {type(xs).__name__}")
-    if xs.dim() < 2 or xs.shape[0] == 0:
+    if xs.dim() < 2 or xs.shape[0] == 0 or xs.shape[1] == 0:
         raise ValueError(f"xs has shape {tuple(xs.shape)}; pass a time-first stream (T, B, ...)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    recurrent = _recurrent(model)
+    if mode != "dense":
+        bad = [n for n, m in model.named_modules() if isinstance(m, _UNSTEPPABLE)]
+        if bad:
+            raise ValueError(
+                f"simulate(mode={mode!r}) steps the model one time step at a time, but "
+                f"{bad[0]!r} ({type(model.get_submodule(bad[0])).__name__}) keeps hidden state "
+                "that a per-step call would restart; convert it to an event layer first "
+                "(bg.convert(model, rank=...)) or use mode='dense'"
+            )
     if mode == "auto":
         from braingate.sim.calibrate import calibrate
 
@@ -57,7 +139,12 @@ def simulate(
         if reset_state:
             reset(model)
         if mode == "dense" and not _stateful(model):
-            ys = model(xs)
+            rec.dense = True
+            if recurrent:
+                ys = model(xs)  # recurrent layers take the whole sequence in order
+            else:
+                ys = model(xs.flatten(0, 1))  # time folded into the batch: one call per layer
+                ys = ys.unflatten(0, (T, B))
             rec.dense_steps(T)
         else:
             step = model
@@ -71,99 +158,123 @@ def simulate(
     return ys, rec.report(mode)
 
 
+def _recurrent(model: nn.Module) -> bool:
+    return any(
+        isinstance(m, nn.RNNBase) or (isinstance(m, EventModule) and m.recurrent)
+        for m in model.modules()
+    )
+
+
 def _stateful(model: nn.Module) -> bool:
-    return any(type(m).__module__.startswith("snntorch") for m in model.modules())
+    """Neurons with state across calls (stepped in time even in dense mode)."""
+    for m in model.modules():
+        mod = type(m).__module__
+        if mod.startswith("snntorch"):
+            return True
+        if mod.startswith("braingate") and not isinstance(m, EventModule) and hasattr(m, "mem"):
+            return True
+    return False
 
 
 class _Recorder:
-    """Collects per-step counts from EventLinear runners and plain nn.Linear forward hooks."""
+    """Collects per-step counts from event layers (protocol) and dense layers (forward hooks)."""
 
     def __init__(self, model: nn.Module, T: int, B: int) -> None:
         self.T, self.B = T, B
-        self.events = {n: m for n, m in model.named_modules() if isinstance(m, EventLinear)}
+        self.events = event_modules(model)
         inner = {id(p) for m in self.events.values() for p in m.modules()}
-        self.linears = {n: m for n, m in model.named_modules()
-                        if isinstance(m, nn.Linear) and id(m) not in inner}  # fmt: skip
-        self.trace = {
-            n: {c: np.zeros(T) for c in COUNTERS} for n in {**self.events, **self.linears}
+        self.dense_layers = {
+            n: (m, c)
+            for n, m in model.named_modules()
+            if id(m) not in inner and (c := _dense_counter(m)) is not None
         }
+        names = [n for n, _ in model.named_modules() if n in self.events or n in self.dense_layers]
+        self.trace = {n: {c: np.zeros(T) for c in COUNTERS} for n in names}
         self.in_units: dict[str, np.ndarray] = {}
-        self.dense_t = 0  # steps run by simulate's dense mode (counted here, not by runners)
+        self.shapes: dict[str, tuple] = {}  # per-sample input shape of each event layer
+        self.dense = False
+        self.dense_t = 0  # steps run by simulate's dense mode (the layers did not see them)
         self._hooks: list = []
         self._t = 0
 
     def __enter__(self) -> _Recorder:
-        for name, lin in self.linears.items():
-            self._hooks.append(lin.register_forward_hook(self._linear_hook(name)))
+        for name, (mod, counter) in self.dense_layers.items():
+            self._hooks.append(mod.register_forward_hook(self._dense_hook(name, counter)))
+        for name, mod in self.events.items():
+            self._hooks.append(mod.register_forward_pre_hook(self._shape_hook(name)))
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._hooks:
             h.remove()
 
-    def _linear_hook(self, name: str):
-        def hook(mod: nn.Linear, inp, out) -> None:
-            x = inp[0].detach()
-            n, m = mod.in_features, mod.out_features
-            nz = (x != 0).reshape(-1, n)
-            per_step = nz.reshape(-1, self.B, n).sum(-1).double().mean(-1).cpu().numpy()
-            sl = slice(self._t, self._t + len(per_step))
+    def _shape_hook(self, name: str):
+        def hook(mod, inp) -> None:
+            x = inp[0] if inp else None
+            if isinstance(x, Tensor) and x.dim() >= 1:
+                self.shapes[name] = tuple(x.shape[1:])
+
+        return hook
+
+    def _dense_hook(self, name: str, counter: DenseCounter):
+        def hook(mod: nn.Module, inp, out) -> None:
+            counts, units = counter.count(mod, inp[0], out)
             tr = self.trace[name]
-            tr["input_events"][sl] = per_step
-            tr["synops"][sl] = per_step * m
-            tr["dense_synops"][sl] = n * m
-            tr["lowrank_ops"][sl] = n * m
-            units = nz.sum(0).cpu().numpy().astype(np.float64) / self.B
-            self.in_units[name] = self.in_units.get(name, 0) + units
+            N = np.asarray(counts.dense_synops).size  # samples in this call (T·B or B)
+            per_step = {
+                f: np.broadcast_to(np.asarray(v, np.float64), (N,)).reshape(-1, self.B).mean(-1)
+                for f, v in zip(COUNT_FIELDS, counts, strict=True)
+                if f in tr
+            }
+            steps = len(next(iter(per_step.values())))
+            sl = slice(self._t, self._t + steps)
+            for f, v in per_step.items():
+                tr[f][sl] = v
+            if units is not None:
+                self.in_units[name] = self.in_units.get(name, 0) + np.asarray(units) / self.B
 
         return hook
 
     def step(self, t: int, dense: bool) -> None:
         for name, layer in self.events.items():
+            c = layer.dense_counts(self.shapes.get(name, ())) if dense else layer.last_counts
+            if c is None:
+                raise ValueError(
+                    f"event layer {name!r} did not run at step {t}: its model's forward does not "
+                    "call it once per step; simulate can only count layers the step reaches"
+                )
             tr = self.trace[name]
-            n, m = layer.in_features, layer.out_features
-            tr["dense_synops"][t] = n * m
+            for f, v in zip(COUNT_FIELDS, c.mean() if not dense else c, strict=True):
+                if f in tr:
+                    tr[f][t] = v
             if dense:
-                self._dense_counts(name, layer, slice(t, t + 1))
-                continue
-            c = layer._runner.last_counts.mean(0)  # input, latent, synops, gate, active
-            tr["input_events"][t], tr["latent_events"][t] = c[0], c[1]
-            tr["synops"][t], tr["gate_ops"][t] = c[2], c[3]
-            tr["lowrank_ops"][t] = (n + m) * c[4]
+                self.dense_t += 1 if name == next(iter(self.events)) else 0
         self._t = t + 1
 
     def dense_steps(self, T: int) -> None:
         for name, layer in self.events.items():
-            self.trace[name]["dense_synops"][:] = layer.in_features * layer.out_features
-            self._dense_counts(name, layer, slice(0, T))
-
-    def _dense_counts(self, name: str, layer: EventLinear, sl: slice) -> None:
-        """A dense step sends every input and every active rank unit."""
-        tr, n, m = self.trace[name], layer.in_features, layer.out_features
-        if name == next(iter(self.events)):
-            self.dense_t += sl.stop - sl.start
-        active = float(layer.active_rank.double().mean())
-        tr["input_events"][sl], tr["latent_events"][sl] = n, active
-        tr["synops"][sl] = tr["lowrank_ops"][sl] = (n + m) * active
+            c = layer.dense_counts(self.shapes.get(name, ()))
+            tr = self.trace[name]
+            for f, v in zip(COUNT_FIELDS, c, strict=True):
+                if f in tr:
+                    tr[f][:] = v
+        self.dense_t = T
+        self._t = T
 
     def report(self, mode: str) -> Report:
         layers, trace = {}, {}
         for name, tr in self.trace.items():
-            mod = self.events.get(name) or self.linears[name]
             d = {c: float(tr[c].sum()) for c in COUNTERS}
-            d.update(in_features=mod.in_features, out_features=mod.out_features)
             if name in self.events:
-                r = mod._runner
-                d["resync_ops"] = r.resync_ops / self.B
-                gate = mod.gate_units().expand(self.B, -1).double().mean(0).cpu().numpy()
-                in_u = r.input_unit_events / self.B + self.dense_t
-                lat_u = r.latent_unit_events / self.B + self.dense_t * gate
-                d.update(kind="event_linear", rank=mod.rank, blocks=mod.blocks,
-                         input_unit_events=in_u.tolist(), latent_unit_events=lat_u.tolist())  # fmt: skip
+                layer = self.events[name]
+                entry = layer.report_entry(self.B, self.dense_t)
+                d["resync_ops"] = float(entry.pop("resync_ops", d["resync_ops"]))
+                d.update(entry)
             else:
-                units = self.in_units.get(name, np.zeros(mod.in_features))
-                d.update(kind="linear", rank=min(mod.in_features, mod.out_features), blocks=1,
-                         input_unit_events=np.asarray(units).tolist(), latent_unit_events=[])  # fmt: skip
+                mod, counter = self.dense_layers[name]
+                d.update(counter.describe(mod))
+                units = self.in_units.get(name, np.zeros(d.get("in_features", 0)))
+                d.update(input_unit_events=np.asarray(units).tolist(), latent_unit_events=[])
             layers[name] = d
             trace[name] = {c: tr[c].tolist() for c in COUNTERS}
         total = {c: float(sum(d[c] for d in layers.values())) for c in COUNTERS}

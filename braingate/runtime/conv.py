@@ -1,0 +1,339 @@
+"""Compiled convolution and pooling ops of the event runtime (DESIGN §2b).
+
+``event_conv``: the event step of a gated low-rank conv (1-D convs run as 2-D with height 1).
+Each input event ``(c, i, j)`` scatters ``Δ·V[(c, taps), :]`` into the latent map at every
+output position whose receptive field holds ``(i, j)``; only positions reached this step are
+then tested for latent events (a *dirty* flag per position; a whole-map scan after anything
+that can move ``z − ẑ`` elsewhere: a re-sync or new thresholds). Layouts, chosen for contiguous
+inner loops: ``x̂`` ``(B, C, H, W)`` like the input, ``z`` / ``ẑ`` channel-last ``(B, H'W', R)``
+(a scatter adds one contiguous ``V`` row), ``y`` ``(B, C_out, H'W')`` like the output. The
+arithmetic equals :func:`braingate.functional.conv_events.conv_event_step` (tested against it).
+
+Granularity (``pixel`` column): 0 sends elements (``|Δ_c| > θ_c``); 1 sends whole pixels, all
+channels together, when any channel crosses its threshold (DeltaCNN's rule). Either way the
+residual of every element stays ``≤ θ_c``.
+
+``max_pool`` / ``avg_pool``: dense pooling of the values the chain passes (accumulated state,
+not deltas: the max of changes is not the change of the max), so they are exact by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from braingate.runtime.layout import Layout
+from braingate.runtime.ops import OPS, Op, Row, register_fuser
+from braingate.runtime.ptr import AVAILABLE, view
+
+__all__ = ["CONV", "COUNT_COLUMNS", "POOL", "pool_geometry"]
+
+#: Descriptor row of the conv event op: geometry, granularity, then the addresses of the state
+#: (``x_hat``, ``z``, ``z_hat``, ``y``, ``gstate``, ``dirty``), the step inputs (``gate``, ``V``
+#: ``(C·kh·kw, R)``, ``Us_t`` ``(R, C_out)``, ``bias``, ``th`` ``(C,)``, ``thz`` ``(R,)``) and
+#: the counters (``counts`` ``(B, 6)``, events per input / latent channel).
+CONV = Layout(
+    "event_conv",
+    "C H W Co Ho Wo R kh kw sh sw ph pw dh dw pixel x_hat z z_hat y gstate dirty gate V Us_t "
+    "bias th thz counts in_units lat_units",
+)
+#: Columns of the conv op's per-sample ``counts``.
+COUNT_COLUMNS = ("input_events", "latent_events", "synops", "gate_ops", "active_rank", "reached")
+
+#: Descriptor row of the pooling ops (``mode`` 0: max, 1: average counting padding, 2: average
+#: over the valid window only).
+POOL = Layout("pool", "C H W Ho Wo kh kw sh sw ph pw dh dw mode")
+
+if AVAILABLE:
+    from numba import njit
+
+    @njit(nogil=True, cache=True, inline="always")
+    def _scatter(z, V, b, row, io, jo, Wo, R, d, act, na):
+        base = io * Wo + jo
+        if na == R:
+            for r in range(R):
+                z[b, base * R + r] += d * V[row, r]
+        else:
+            for a in range(na):
+                r = act[a]
+                z[b, base * R + r] += d * V[row, r]
+
+    @njit(nogil=True, cache=True)
+    def conv_event_np(h, x_hat, z, z_hat, y, gstate, dirty, gate, V, Us_t, bias, th, thz, out,
+                      counts, in_units, lat_units, C, H, W, Co, Ho, Wo, R, kh, kw, sh, sw, ph, pw,
+                      dh, dw, pixel):  # fmt: skip
+        """One step for every sample; arrays are flat per sample (see the module docstring)."""
+        B = h.shape[0]
+        P = Ho * Wo
+        HW = H * W
+        act = np.empty(R, np.int64)
+        dlist = np.empty(P, np.int64)
+        acc = np.empty(Co, h.dtype)
+        for b in range(B):
+            gate_ops = 0
+            na = 0
+            for r in range(R):  # gate changes are events too
+                g = gate[b, r]
+                if gstate[b, r] and not g:
+                    for p in range(P):
+                        c0 = z_hat[b, p * R + r]
+                        if c0 != 0:
+                            for o in range(Co):
+                                y[b, o * P + p] -= c0 * Us_t[r, o]
+                    gate_ops += Co * P
+                elif g and not gstate[b, r]:
+                    for io in range(Ho):
+                        for jo in range(Wo):
+                            s0 = 0.0
+                            for c in range(C):
+                                for ki in range(kh):
+                                    i = io * sh - ph + ki * dh
+                                    if i < 0 or i >= H:
+                                        continue
+                                    for kj in range(kw):
+                                        j = jo * sw - pw + kj * dw
+                                        if j < 0 or j >= W:
+                                            continue
+                                        s0 += x_hat[b, c * HW + i * W + j] * V[(c * kh + ki) * kw
+                                                                               + kj, r]  # fmt: skip
+                            p = io * Wo + jo
+                            z[b, p * R + r] = s0
+                            z_hat[b, p * R + r] = s0
+                            for o in range(Co):
+                                y[b, o * P + p] += s0 * Us_t[r, o]
+                    gate_ops += (C * kh * kw + Co) * P
+                gstate[b, r] = g
+                if g:
+                    act[na] = r
+                    na += 1
+            # input events: scatter each into the latent positions it reaches
+            ne = 0
+            reached = 0
+            nd = 0
+            for i in range(H):
+                for j in range(W):
+                    send = False
+                    if pixel:
+                        for c in range(C):
+                            q = c * HW + i * W + j
+                            if abs(h[b, q] - x_hat[b, q]) > th[c]:
+                                send = True
+                                break
+                    for c in range(C):
+                        q = c * HW + i * W + j
+                        d = h[b, q] - x_hat[b, q]
+                        if not (send or abs(d) > th[c]):
+                            continue
+                        x_hat[b, q] = h[b, q]
+                        ne += 1
+                        in_units[c] += 1
+                        for ki in range(kh):
+                            ti = i + ph - ki * dh
+                            if ti < 0 or ti % sh:
+                                continue
+                            io = ti // sh
+                            if io >= Ho:
+                                continue
+                            for kj in range(kw):
+                                tj = j + pw - kj * dw
+                                if tj < 0 or tj % sw:
+                                    continue
+                                jo = tj // sw
+                                if jo >= Wo:
+                                    continue
+                                reached += 1
+                                if d != 0:
+                                    _scatter(z, V, b, (c * kh + ki) * kw + kj, io, jo, Wo, R, d,
+                                             act, na)  # fmt: skip
+                                p = io * Wo + jo
+                                if not dirty[b, p]:
+                                    dirty[b, p] = True
+                                    dlist[nd] = p
+                                    nd += 1
+            # latent events at the positions reached (all of them after a re-sync / new θ_z)
+            full = dirty[b, P]
+            count = P if full else nd
+            nl = 0
+            for t in range(count):
+                p = t if full else dlist[t]
+                dirty[b, p] = False
+                any_ev = False
+                for a in range(na):
+                    r = act[a]
+                    k = p * R + r
+                    dz = z[b, k] - z_hat[b, k]
+                    if abs(dz) > thz[r]:
+                        z_hat[b, k] = z[b, k]
+                        nl += 1
+                        lat_units[r] += 1
+                        if not any_ev:
+                            for o in range(Co):
+                                acc[o] = 0.0
+                            any_ev = True
+                        for o in range(Co):
+                            acc[o] += dz * Us_t[r, o]
+                if any_ev:
+                    for o in range(Co):
+                        y[b, o * P + p] += acc[o]
+            dirty[b, P] = False
+            for o in range(Co):
+                bo = bias[o]
+                for p in range(P):
+                    out[b, o * P + p] = y[b, o * P + p] + bo
+            counts[b, 0] = ne
+            counts[b, 1] = nl
+            counts[b, 2] = reached * na + nl * Co
+            counts[b, 3] = gate_ops
+            counts[b, 4] = na
+            counts[b, 5] = reached
+
+    K = CONV.at
+
+    @njit(nogil=True, cache=True)
+    def _conv_step(h, row, f, g):
+        B = h.shape[0]
+        C, H, W, Co, Ho, Wo, R = (
+            row[K.C],
+            row[K.H],
+            row[K.W],
+            row[K.Co],
+            row[K.Ho],
+            row[K.Wo],
+            row[K.R],
+        )
+        kh, kw = row[K.kh], row[K.kw]
+        P = Ho * Wo
+        out = np.empty((B, Co * P), f.dtype)
+        conv_event_np(
+            h, view(row[K.x_hat], f, (B, C * H * W)), view(row[K.z], f, (B, P * R)),
+            view(row[K.z_hat], f, (B, P * R)), view(row[K.y], f, (B, Co * P)),
+            view(row[K.gstate], g, (B, R)), view(row[K.dirty], g, (B, P + 1)),
+            view(row[K.gate], g, (B, R)), view(row[K.V], f, (C * kh * kw, R)),
+            view(row[K.Us_t], f, (R, Co)), view(row[K.bias], f, (Co,)),
+            view(row[K.th], f, (C,)), view(row[K.thz], f, (R,)), out,
+            view(row[K.counts], row, (B, 6)), view(row[K.in_units], row, (C,)),
+            view(row[K.lat_units], row, (R,)), C, H, W, Co, Ho, Wo, R, kh, kw, row[K.sh],
+            row[K.sw], row[K.ph], row[K.pw], row[K.dh], row[K.dw], row[K.pixel] == 1,
+        )  # fmt: skip
+        return out
+
+    @njit(nogil=True, cache=True)
+    def _conv_reset(B, row, f, g):
+        C, H, W, Co, R = row[K.C], row[K.H], row[K.W], row[K.Co], row[K.R]
+        P = row[K.Ho] * row[K.Wo]
+        view(row[K.x_hat], f, (B * C * H * W,))[:] = 0
+        view(row[K.z], f, (B * P * R,))[:] = 0
+        view(row[K.z_hat], f, (B * P * R,))[:] = 0
+        view(row[K.y], f, (B * Co * P,))[:] = 0
+        view(row[K.gstate], g, (B * R,))[:] = view(row[K.gate], g, (B * R,))
+        view(row[K.dirty], g, (B * (P + 1),))[:] = False
+        view(row[K.counts], row, (B * 6,))[:] = 0
+        view(row[K.in_units], row, (C,))[:] = 0
+        view(row[K.lat_units], row, (R,))[:] = 0
+
+    Q = POOL.at
+
+    @njit(nogil=True, cache=True)
+    def _window(o, s, p, k, d, n):
+        """First tap and tap count of output ``o``'s window that lie inside ``[0, n)``."""
+        start = o * s - p
+        k0 = 0
+        while k0 < k and start + k0 * d < 0:
+            k0 += 1
+        k1 = k
+        while k1 > k0 and start + (k1 - 1) * d >= n:
+            k1 -= 1
+        return start, k0, k1
+
+    @njit(nogil=True, cache=True)
+    def _pool(h, row, f, g):
+        B = h.shape[0]
+        C, H, W, Ho, Wo = row[Q.C], row[Q.H], row[Q.W], row[Q.Ho], row[Q.Wo]
+        kh, kw, sh, sw, ph, pw = row[Q.kh], row[Q.kw], row[Q.sh], row[Q.sw], row[Q.ph], row[Q.pw]
+        dh, dw, mode = row[Q.dh], row[Q.dw], row[Q.mode]
+        out = np.empty((B, C * Ho * Wo), f.dtype)
+        js, jb0 = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
+        jb1, wdiv = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
+        for jo in range(Wo):
+            js[jo], jb0[jo], jb1[jo] = _window(jo, sw, pw, kw, dw, W)
+            wdiv[jo] = min(js[jo] + kw, W + pw) - js[jo]  # count_include_pad: clipped to padding
+        for b in range(B):
+            for c in range(C):
+                src = c * H * W
+                for io in range(Ho):
+                    i0, a0, a1 = _window(io, sh, ph, kh, dh, H)
+                    o = c * Ho * Wo + io * Wo
+                    for jo in range(Wo):
+                        out[b, o + jo] = -np.inf if mode == 0 else 0
+                    for ki in range(a0, a1):
+                        base = src + (i0 + ki * dh) * W
+                        for jo in range(Wo):
+                            acc = out[b, o + jo]
+                            for kj in range(jb0[jo], jb1[jo]):
+                                v = h[b, base + js[jo] + kj * dw]
+                                if mode != 0:
+                                    acc += v
+                                elif v > acc or v != v:  # NaN propagates, as in torch
+                                    acc = v
+                            out[b, o + jo] = acc
+                    if mode == 1:
+                        hi = min(i0 + kh, H + ph) - i0
+                        for jo in range(Wo):
+                            out[b, o + jo] /= hi * wdiv[jo]
+                    elif mode == 2:
+                        for jo in range(Wo):
+                            out[b, o + jo] /= (a1 - a0) * (jb1[jo] - jb0[jo])
+        return out
+
+    OPS.add("event_conv", Op("event_conv", CONV, _conv_step, _conv_reset))
+    OPS.add("pool", Op("pool", POOL, _pool))
+
+
+def _pair(v, dims: int) -> tuple[int, ...]:
+    t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * dims
+    return t if dims == 2 else (1, *t)
+
+
+def pool_geometry(module: nn.Module, in_shape: tuple) -> tuple[dict, tuple] | str:
+    """The pool row's values and output shape for ``module`` on per-sample ``in_shape``, or why
+    it cannot be lowered."""
+    dims = 1 if isinstance(module, (nn.MaxPool1d, nn.AvgPool1d)) else 2
+    if len(in_shape) != dims + 1:
+        return f"{type(module).__name__} receives per-sample shape {in_shape}, not (C, *spatial)"
+    C, *sp = in_shape
+    H, W = (1, sp[0]) if dims == 1 else sp
+    k = _pair(module.kernel_size, dims)
+    s = _pair(module.stride if module.stride is not None else module.kernel_size, dims)
+    p = _pair(module.padding, dims)
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        if module.return_indices:
+            return "a MaxPool with return_indices=True"
+        d, mode = _pair(module.dilation, dims), 0
+    else:
+        if module.divisor_override if dims == 2 else False:
+            return "an AvgPool2d with divisor_override"
+        d, mode = (1, 1), 1 if module.count_include_pad else 2
+    if module.ceil_mode:
+        return f"a {type(module).__name__} with ceil_mode=True (use ceil_mode=False)"
+    Ho = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    Wo = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    if Ho < 1 or Wo < 1:
+        return f"{type(module).__name__} gives an empty output on input {in_shape}"
+    values = dict(C=C, H=H, W=W, Ho=Ho, Wo=Wo, kh=k[0], kw=k[1], sh=s[0], sw=s[1], ph=p[0],
+                  pw=p[1], dh=d[0], dw=d[1], mode=mode)  # fmt: skip
+    out_shape = (C, Wo) if dims == 1 else (C, Ho, Wo)
+    return values, out_shape
+
+
+def _fuse_pool(module, B, dtype, in_shape):
+    got = pool_geometry(module, tuple(in_shape))
+    if isinstance(got, str):
+        return got
+    values, out_shape = got
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+    return Row("pool", POOL.pack(in_size=n_in, out_size=n_out, **values), (), tuple(in_shape),
+               out_shape)  # fmt: skip
+
+
+for _t in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d):
+    register_fuser(_t)(_fuse_pool)
