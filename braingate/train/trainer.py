@@ -1,22 +1,37 @@
-"""``Trainer``: task loss + energy penalty, checkpoints and resume, history as JSON/CSV."""
+"""``Trainer``: task loss + energy penalty, checkpoints and resume, history as JSON/CSV.
+
+Checkpoints (``last.pt``, ``best.pt``) are written atomically (temporary file, fsync,
+``os.replace``): a run killed while saving keeps the previous checkpoint. They carry the RNG
+states (torch, numpy, Python ``random``, and the generators of the data loaders), so a run
+killed after epoch k and resumed ends with the same weights as one that never stopped.
+"""
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
 import json
+import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from braingate._files import atomic_write, atomic_write_text
 from braingate.energy.estimator import PerfEstimator
 from braingate.scheduling.base import RankScheduler
 from braingate.train.config import ExperimentConfig
 from braingate.train.regularizers import model_energy_penalty
 
-__all__ = ["ADLRNSTrainer", "Trainer"]
+__all__ = ["CHECKPOINT_FORMAT", "ADLRNSTrainer", "Trainer"]
+
+CHECKPOINT_FORMAT = "braingate.trainer/2"  # /1 (unmarked): no RNG states
+_REQUIRED_KEYS = ("model", "optimizer", "epoch", "best_val", "history")
 
 HISTORY_KEYS = (
     "epoch",
@@ -33,6 +48,77 @@ HISTORY_KEYS = (
 
 def _dynamic_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if hasattr(m, "last_soft_rank") and hasattr(m, "plan")]
+
+
+def _loader_generators(loaders: tuple[Any, ...]) -> list[torch.Generator]:
+    """The distinct ``torch.Generator`` objects the loaders draw from (shuffle order, seeds)."""
+    found: list[torch.Generator] = []
+    for loader in loaders:
+        if loader is None:
+            continue
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        holders = (
+            loader,
+            getattr(loader, "sampler", None),
+            getattr(batch_sampler, "sampler", None),
+        )
+        for holder in holders:
+            gen = getattr(holder, "generator", None)
+            if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+                found.append(gen)
+    return found
+
+
+def _capture_rng(loaders: tuple[Any, ...]) -> dict[str, Any]:
+    """Every RNG state a training epoch draws from, as plain tensors / tuples."""
+    # numpy's global (legacy) generator is what user code seeded with np.random.seed draws from
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+        "loaders": [g.get_state() for g in _loader_generators(loaders)],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _check_rng(rng: Any, path: Path) -> None:
+    ok = (
+        isinstance(rng, dict)
+        and isinstance(rng.get("torch"), Tensor)
+        and isinstance(rng.get("numpy"), tuple)
+        and len(rng["numpy"]) == 5
+        and isinstance(rng.get("python"), tuple)
+        and isinstance(rng.get("loaders"), list)
+        and all(isinstance(s, Tensor) for s in rng["loaders"])
+    )
+    if not ok:
+        raise ValueError(
+            f"checkpoint {path}: field 'rng' is malformed (expected torch / numpy / python / "
+            "loaders states); the file was not written by this Trainer"
+        )
+
+
+def _restore_rng(rng: dict[str, Any], loaders: tuple[Any, ...]) -> None:
+    gens = _loader_generators(loaders)
+    if len(gens) != len(rng["loaders"]):
+        warnings.warn(
+            f"the checkpoint holds {len(rng['loaders'])} data-loader generator state(s) but the "
+            f"loaders given to train() have {len(gens)}: the shuffle order after resuming will "
+            "not match the interrupted run (build the loaders as before, e.g. "
+            "DataLoader(..., generator=torch.Generator().manual_seed(s)))",
+            stacklevel=3,
+        )
+    torch.set_rng_state(rng["torch"])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))  # noqa: NPY002
+    random.setstate(rng["python"])
+    for gen, state in zip(gens, rng["loaders"]):
+        gen.set_state(state)
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 class Trainer:
@@ -52,13 +138,23 @@ class Trainer:
         config: dict or ExperimentConfig.
         device: torch device (default CPU).
         save_dir: where ``last.pt``, ``best.pt``, ``history.json`` and ``history.csv`` go.
-        resume: continue from ``save_dir/last.pt`` when it exists.
+        resume: continue from ``save_dir/last.pt`` when it exists. The RNG states saved in it
+            are restored when :meth:`train` starts, so pass loaders built as in the first run
+            (same ``generator=`` if any).
+
+    Raises:
+        ValueError: on resume, when ``last.pt`` is truncated, not a checkpoint, or does not fit
+            the model; the message names the file, and the trainer and model are unchanged.
     """
 
     def __init__(self, model: nn.Module, config: Any = None, device: Any = None,
                  save_dir: str | Path = "./checkpoints", resume: bool = False) -> None:  # fmt: skip
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not isinstance(save_dir, (str, Path)):
+            raise TypeError(f"save_dir={save_dir!r} must be a path (str or pathlib.Path)")
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume={resume!r} must be True or False")
         self.config = (
             config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
         )
@@ -74,6 +170,8 @@ class Trainer:
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
         self.start_epoch = 0
         self.best_val = -float("inf")
+        self._loaders: tuple[Any, ...] = ()
+        self._pending_rng: dict[str, Any] | None = None
         if resume and (self.save_dir / "last.pt").exists():
             self.load_checkpoint(self.save_dir / "last.pt")
 
@@ -97,30 +195,119 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path, epoch: int) -> None:
-        """Model, optimizer, epoch, best score and history."""
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "epoch": epoch, "best_val": self.best_val, "history": self.history,
-                    "config": self.config.to_dict()}, path)  # fmt: skip
+        """Model, optimizer, epoch, best score, history and RNG states, written atomically.
+
+        The RNG states are those of this moment (and of the loaders of the current
+        :meth:`train` call), so resuming from the file continues the same random stream.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": int(epoch),
+            "best_val": self.best_val,
+            "history": self.history,
+            "config": self.config.to_dict(),
+            "rng": _capture_rng(self._loaders),
+        }
+        atomic_write(path, lambda f: torch.save(state, f))
+
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Read and check a checkpoint without touching the trainer; errors name the file."""
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        size = path.stat().st_size
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:
+            raise ValueError(
+                f"checkpoint {path} ({size} bytes) cannot be read: it is truncated or not a "
+                f"torch checkpoint ({type(err).__name__}: {err}). Delete it to start over, or "
+                "resume from best.pt"
+            ) from err
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"checkpoint {path} holds a {type(state).__name__}, not a Trainer checkpoint "
+                f"(a dict with keys {list(_REQUIRED_KEYS)})"
+            )
+        missing = [k for k in _REQUIRED_KEYS if k not in state]
+        if missing:
+            raise ValueError(
+                f"checkpoint {path} is not a Trainer checkpoint: missing keys {missing} "
+                f"(it has {sorted(map(str, state))[:8]})"
+            )
+        epoch = state["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"checkpoint {path}: field 'epoch'={epoch!r} is not an int >= 0")
+        history = state["history"]
+        if not isinstance(history, dict) or any(k not in history for k in HISTORY_KEYS):
+            raise ValueError(f"checkpoint {path}: field 'history' lacks keys {list(HISTORY_KEYS)}")
+        if "rng" in state:
+            _check_rng(state["rng"], path)
+        own = self.model.state_dict()
+        theirs = state["model"]
+        if not isinstance(theirs, dict):
+            raise ValueError(f"checkpoint {path}: field 'model' is not a state dict")
+        bad = [k for k in own if k not in theirs]
+        extra = [k for k in theirs if k not in own]
+        shapes = [
+            f"{k}: file {tuple(theirs[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in own.items()
+            if isinstance(v, Tensor) and isinstance(theirs.get(k), Tensor)
+            if theirs[k].shape != v.shape
+        ]
+        if bad or extra or shapes:
+            raise ValueError(
+                f"checkpoint {path} does not fit this model: missing {bad[:5]}, unexpected "
+                f"{extra[:5]}, shape mismatches {shapes[:5]}; build the model as in the saved run"
+            )
+        return state
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore what :meth:`save_checkpoint` wrote; training resumes at the next epoch."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch, self.best_val, self.history = (
-            state["epoch"] + 1,
-            state["best_val"],
-            state["history"],
-        )
+        """Restore what :meth:`save_checkpoint` wrote; training resumes at the next epoch.
+
+        All or nothing: if the file is unreadable, not a checkpoint, or does not fit the model
+        or optimizer, a ``ValueError`` names the file and the model, optimizer and trainer are
+        left as they were. The RNG states are applied when :meth:`train` next starts.
+        """
+        path = Path(path)
+        state = self._read_checkpoint(path)
+        model_before = {
+            k: v.clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+            for k, v in self.model.state_dict().items()
+        }
+        optim_before = copy.deepcopy(self.optimizer.state_dict())
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except Exception as err:
+            self.model.load_state_dict(model_before)
+            self.optimizer.load_state_dict(optim_before)
+            raise ValueError(
+                f"checkpoint {path} does not fit this model/optimizer ({type(err).__name__}: "
+                f"{err}); nothing was loaded"
+            ) from err
+        if "rng" not in state:
+            warnings.warn(
+                f"checkpoint {path} has no RNG states (written by an older braingate): the "
+                "resumed run will not repeat the interrupted one exactly",
+                stacklevel=2,
+            )
+        self._pending_rng = state.get("rng")
+        self.start_epoch = state["epoch"] + 1
+        self.best_val = state["best_val"]
+        self.history = {k: list(state["history"][k]) for k in HISTORY_KEYS}
 
     def _write_history(self) -> None:
         self.save_dir.mkdir(parents=True, exist_ok=True)
-        (self.save_dir / "history.json").write_text(json.dumps(self.history, indent=1))
-        with open(self.save_dir / "history.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(HISTORY_KEYS)
-            w.writerows(zip(*(self.history[k] for k in HISTORY_KEYS)))
+        atomic_write_text(self.save_dir / "history.json", json.dumps(self.history, indent=1))
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(HISTORY_KEYS)
+        w.writerows(zip(*(self.history[k] for k in HISTORY_KEYS)))
+        atomic_write_text(self.save_dir / "history.csv", buf.getvalue())
 
     # -- loops ----------------------------------------------------------------------------------
     def _batch(self, batch: Any) -> tuple[Tensor, Tensor]:
@@ -176,8 +363,12 @@ class Trainer:
     ) -> dict[str, list[float]]:
         """Train for ``num_epochs`` (default ``train.epochs``) from ``start_epoch``; returns the history."""
         epochs = self.config.train.epochs if num_epochs is None else num_epochs
-        if not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"num_epochs={num_epochs!r} must be an int >= 0")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"num_epochs={num_epochs!r} must be an int >= 0; pass e.g. 10")
+        self._loaders = (train_loader, val_loader)
+        if self._pending_rng is not None and self.start_epoch < epochs:
+            _restore_rng(self._pending_rng, self._loaders)
+            self._pending_rng = None
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
             tr = self.run_epoch(train_loader, train=True)
