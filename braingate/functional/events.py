@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["sigma_delta"]
+__all__ = ["refuse_nonfinite", "sigma_delta"]
 
 
 def sigma_delta(
@@ -58,3 +58,16 @@ def sigma_delta(
     delta = diff * events
     new_ref = ref.where(~events, x)
     return delta, events, new_ref
+
+
+def refuse_nonfinite(x: Tensor) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or ±inf: the one policy of every event path
+    (module, compiled chain, torch reference) and of dense mode — the step is refused and no
+    state changes, so one bad step never poisons later ones. On CUDA the check is asynchronous
+    (no device sync); the error then surfaces at the next synchronisation."""
+    from braingate.functional._kernels import NONFINITE
+
+    if x.is_cuda:
+        torch._assert_async(torch.isfinite(x).all(), NONFINITE)
+    elif x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(NONFINITE)

@@ -20,21 +20,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from braingate.nn.event_linear import EventLinear
+from braingate.nn.base import event_modules
 
 __all__ = ["config_fingerprint", "run_ddp", "wrap_ddp"]
 
 
 def config_fingerprint(model: nn.Module) -> str:
-    """A hash of every EventLinear's non-parameter configuration (thresholds, gate, execution)."""
+    """A hash of every event layer's non-parameter configuration (thresholds, gate, execution)."""
     h = hashlib.sha256()
-    for name, m in model.named_modules():
-        if isinstance(m, EventLinear):
-            h.update(name.encode())
-            h.update(m.execution.encode())
-            for t in (m.threshold, m.latent_threshold, m.gate_units()):
-                t = torch.as_tensor(t).detach().to("cpu", torch.float64).contiguous()
-                h.update(t.numpy().tobytes())
+    for name, m in event_modules(model).items():
+        h.update(name.encode())
+        h.update(m.execution.encode())
+        gate = m.gate_units() if callable(getattr(m, "gate_units", None)) else None
+        values = [getattr(m, t) for t in m.threshold_names] + ([] if gate is None else [gate])
+        for t in values:
+            t = torch.as_tensor(t).detach().to("cpu", torch.float64).contiguous()
+            h.update(t.numpy().tobytes())
     return h.hexdigest()
 
 
@@ -51,13 +52,13 @@ def wrap_ddp(model: nn.Module, **ddp_kwargs) -> nn.parallel.DistributedDataParal
 
     Raises:
         RuntimeError: no process group is initialised.
-        ValueError: an EventLinear is not in ``"dense"`` execution (the event path keeps
+        ValueError: an event layer is not in ``"dense"`` execution (the event path keeps
             per-stream state and is not a training path), or configurations differ across ranks.
     """
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("wrap_ddp needs torch.distributed.init_process_group(...) first")
-    for name, m in model.named_modules():
-        if isinstance(m, EventLinear) and m.execution != "dense":
+    for name, m in event_modules(model).items():
+        if m.execution != "dense":
             raise ValueError(f"layer {name!r} has execution={m.execution!r}; train with "
                              "execution='dense' (bg.execution(model, 'dense'))")  # fmt: skip
     mine = config_fingerprint(model)

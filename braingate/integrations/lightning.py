@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from braingate.energy.report import report_energy
 from braingate.integrations._optional import require
-from braingate.nn.event_linear import EventLinear
+from braingate.nn.base import event_modules
 from braingate.sim.simulate import simulate
 
 
@@ -38,16 +38,15 @@ def static_metrics(model: nn.Module) -> dict[str, float]:
         \text{dense\_synops} = \sum_\ell n_\ell m_\ell
 
     Returns:
-        ``{"rank", "lowrank_ops", "dense_synops"}`` summed over EventLinear layers (``R̄`` is the
+        ``{"rank", "lowrank_ops", "dense_synops"}`` summed over event layers (``R̄`` is the
         mean over samples of a per-sample gate).
     """
     rank = lowrank = dense = 0.0
-    for m in model.modules():
-        if isinstance(m, EventLinear):
-            r = float(m.active_rank.double().mean())
-            rank += r
-            lowrank += (m.in_features + m.out_features) * r
-            dense += m.in_features * m.out_features
+    for m in event_modules(model).values():
+        c = m.dense_counts(getattr(m, "last_sample_shape", ()))
+        rank += float(c.latent_events)  # a dense step sends every active rank unit
+        lowrank += float(c.lowrank_ops)
+        dense += float(c.dense_synops)
     return {"rank": rank, "lowrank_ops": lowrank, "dense_synops": dense}
 
 
@@ -57,7 +56,7 @@ class BraingateMetricsCallback(_pl.Callback):
     Always logged (prefix ``braingate/``): ``rank``, ``lowrank_ops``, ``dense_synops``
     (:func:`static_metrics`). With a ``probe`` stream the model is also run in event mode on it
     (:func:`braingate.simulate`, no gradients, state reset before and after) and ``synops``,
-    ``input_events``, ``latent_events``, ``dense_over_synops`` and ``energy_mJ`` (per sample,
+    ``input_events``, ``latent_events``, ``dense_over_synops`` and ``energy_J_per_sample`` (joules per sample,
     :func:`braingate.energy.report_energy` with ``energy_model``) are logged.
 
     Args:
@@ -119,7 +118,7 @@ class BraingateMetricsCallback(_pl.Callback):
             t = rep.total
             out.update(synops=t["synops"], input_events=t["input_events"],
                        latent_events=t["latent_events"], dense_over_synops=rep.ratio(),
-                       energy_mJ=report_energy(rep, self.energy_model)["total_mJ"])  # fmt: skip
+                       energy_J_per_sample=report_energy(rep, self.energy_model)["per_sample"]["total"])  # fmt: skip
         return out
 
     @torch.no_grad()

@@ -24,13 +24,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from braingate._registry import Registry
 from braingate.integrations._optional import require
+from braingate.nn.base import EventModule, event_modules
 from braingate.nn.event_linear import EventLinear
 from braingate.sim.control import execution, reset
 
 _nbm = require("neurobench.models", "neurobench")
 
-__all__ = ["EventActivity", "NeuroBenchModel"]
+__all__ = ["PROBES", "EventActivity", "NeuroBenchModel"]
 
 VIEWS = ("event", "dense")
 
@@ -103,6 +105,22 @@ class _Probe(nn.Module):
             self.u[b](dz[rows, b * size : (b + 1) * size])
 
 
+#: Event layer ``kind`` -> probe class ``(layer, view) -> nn.Module`` with ``sync()``,
+#: ``pre(x)`` and ``post(x)`` that replay one step of the layer as calls NeuroBench hooks.
+PROBES: Registry[type] = Registry("NeuroBench probe")
+PROBES.add("event_linear", _Probe)
+
+
+def _probe_for(layer: EventModule, view: str) -> nn.Module:
+    if layer.kind not in PROBES:
+        raise ValueError(
+            f"no NeuroBench probe is registered for event layers of kind {layer.kind!r} "
+            f"(known: {', '.join(map(str, PROBES.names()))}); register one with "
+            "braingate.integrations.neurobench.PROBES.add(kind, ProbeClass)"
+        )
+    return PROBES.get(layer.kind)(layer, view)
+
+
 class NeuroBenchModel(_nbm.NeuroBenchModel):
     r"""NeuroBench model interface for a braingate model (batch-first ``(B, T, F)`` data).
 
@@ -127,8 +145,8 @@ class NeuroBenchModel(_nbm.NeuroBenchModel):
         if view not in VIEWS:
             raise ValueError(f"view={view!r} is unknown; pass one of {VIEWS}")
         self.net, self.view = model.eval(), view
-        layers = [m for m in model.modules() if isinstance(m, EventLinear)]
-        self.probes = nn.ModuleList(_Probe(layer, view) for layer in layers)
+        layers = event_modules(model).values()
+        self.probes = nn.ModuleList(_probe_for(layer, view) for layer in layers)
         self.add_activation_module(EventActivity)
         snn = _snntorch()
         if snn is not None:

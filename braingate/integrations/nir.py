@@ -25,11 +25,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from braingate._registry import Registry
 from braingate.integrations._nir_import import from_nir
 from braingate.integrations._optional import require
+from braingate.nn.base import EventModule
 from braingate.nn.event_linear import EventLinear
 
-__all__ = ["FORMS", "from_nir", "to_nir"]
+__all__ = ["EXPORTERS", "FORMS", "from_nir", "to_nir"]
+
+#: NIR export per event layer ``kind`` (str) or torch module type:
+#: ``fn(nir, key, name, module, width, form, dt) -> ({node name: node}, output width)``.
+EXPORTERS: Registry = Registry("NIR exporter")
 
 #: Ways to export the factors of an EventLinear (see the module docstring).
 FORMS = ("folded", "scaled", "fused")
@@ -82,7 +88,7 @@ def to_nir(
 
 def _flatten(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     if not isinstance(model, nn.Sequential):
-        if prefix == "" and not isinstance(model, (EventLinear, nn.Linear)):
+        if prefix == "" and not _has_width(model):
             raise TypeError(
                 f"to_nir exports an nn.Sequential chain, got {type(model).__name__}; wrap the "
                 "layers in nn.Sequential (NIR graphs here are chains)"
@@ -95,16 +101,20 @@ def _flatten(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     return out
 
 
+def _has_width(m: nn.Module) -> bool:
+    return isinstance(getattr(m, "in_features", None), int)
+
+
 def _input_shape(layers, sample: Tensor | None) -> tuple[int, ...]:
-    first = next((m for _, m in layers if isinstance(m, (EventLinear, nn.Linear))), None)
+    first = next((m for _, m in layers if _has_width(m)), None)
     if sample is None:
-        if first is None or not isinstance(layers[0][1], (EventLinear, nn.Linear)):
+        if first is None or not _has_width(layers[0][1]):
             raise ValueError("cannot infer the input shape; pass sample=(n,) or (B, n) tensor")
         return (first.in_features,)
     if not isinstance(sample, Tensor) or sample.dim() == 0:
         raise TypeError(f"sample must be a tensor (n,) or (B, ...), got {type(sample).__name__}")
     shape = tuple(sample.shape[1:]) if sample.dim() > 1 else tuple(sample.shape)
-    if isinstance(layers[0][1], (EventLinear, nn.Linear)) and shape[-1] != first.in_features:
+    if _has_width(layers[0][1]) and shape[-1] != first.in_features:
         raise ValueError(f"sample has {shape[-1]} features but the first layer takes "
                          f"{first.in_features}; pass a matching sample")  # fmt: skip
     return shape
@@ -138,28 +148,18 @@ def _event_meta(name: str, layer: EventLinear, form: str) -> dict:
 
 def _export(nir, key: str, name: str, mod: nn.Module, width, form: str, dt: float):
     """NIR nodes for one module: ``({node name: node}, output width)``."""
+    if isinstance(mod, EventModule):
+        if mod.kind not in EXPORTERS:
+            raise ValueError(
+                f"module {name!r} is an event layer of kind {mod.kind!r} with no NIR export "
+                f"(known: {', '.join(k for k in EXPORTERS.names() if isinstance(k, str))}); "
+                "register one in braingate.integrations.nir.EXPORTERS"
+            )
+        return EXPORTERS.get(mod.kind)(nir, key, name, mod, width, form, dt)
+    for cls in type(mod).__mro__:
+        if cls in EXPORTERS:
+            return EXPORTERS.get(cls)(nir, key, name, mod, width, form, dt)
     snn = require("snntorch", "nir")
-    if isinstance(mod, EventLinear):
-        meta = _event_meta(name, mod, form)
-        sg = mod.s * mod.gate_units()
-        if form == "fused":
-            return {
-                f"ev{key}": _weight_node(nir, _np(mod.dense_weight()), mod.bias, meta)
-            }, mod.out_features
-        tail = {"braingate_kind": "event_linear_u", "braingate_name": name}
-        u = _weight_node(nir, _np(mod.U), mod.bias, tail)
-        if form == "scaled":
-            nodes = {f"ev{key}_v": nir.Linear(weight=_np(mod.V.t()), metadata=meta),
-                     f"ev{key}_s": nir.Scale(scale=_np(sg), metadata={"braingate_name": name}),
-                     f"ev{key}_u": u}  # fmt: skip
-        else:
-            nodes = {f"ev{key}_v": nir.Linear(weight=_np(mod.V.t() * sg[:, None]), metadata=meta),
-                     f"ev{key}_u": u}  # fmt: skip
-        return nodes, mod.out_features
-    if isinstance(mod, nn.Linear):
-        return {f"lin{key}": _weight_node(nir, _np(mod.weight), mod.bias, {})}, mod.out_features
-    if isinstance(mod, nn.Identity):
-        return {}, width
     if isinstance(mod, (snn.Leaky, snn.Synaptic)):
         if width is None:
             raise ValueError(
@@ -167,9 +167,40 @@ def _export(nir, key: str, name: str, mod: nn.Module, width, form: str, dt: floa
             )
         return {f"lif{key}": _neuron(nir, snn, name, mod, width, dt)}, width
     raise ValueError(
-        f"module {name!r} ({type(mod).__name__}) has no NIR export; supported: EventLinear, "
-        "nn.Linear, nn.Identity, snntorch Leaky and Synaptic"
+        f"module {name!r} ({type(mod).__name__}) has no NIR export; supported: "
+        f"{', '.join(k if isinstance(k, str) else k.__name__ for k in EXPORTERS.names())}, "
+        "snntorch Leaky and Synaptic"
     )
+
+
+@EXPORTERS.register("event_linear")
+def _export_event_linear(nir, key, name, mod: EventLinear, width, form, dt):
+    meta = _event_meta(name, mod, form)
+    sg = mod.s * mod.gate_units()
+    if form == "fused":
+        return {
+            f"ev{key}": _weight_node(nir, _np(mod.dense_weight()), mod.bias, meta)
+        }, mod.out_features
+    tail = {"braingate_kind": "event_linear_u", "braingate_name": name}
+    u = _weight_node(nir, _np(mod.U), mod.bias, tail)
+    if form == "scaled":
+        nodes = {f"ev{key}_v": nir.Linear(weight=_np(mod.V.t()), metadata=meta),
+                 f"ev{key}_s": nir.Scale(scale=_np(sg), metadata={"braingate_name": name}),
+                 f"ev{key}_u": u}  # fmt: skip
+    else:
+        nodes = {f"ev{key}_v": nir.Linear(weight=_np(mod.V.t() * sg[:, None]), metadata=meta),
+                 f"ev{key}_u": u}  # fmt: skip
+    return nodes, mod.out_features
+
+
+@EXPORTERS.register(nn.Linear)
+def _export_linear(nir, key, name, mod: nn.Linear, width, form, dt):
+    return {f"lin{key}": _weight_node(nir, _np(mod.weight), mod.bias, {})}, mod.out_features
+
+
+@EXPORTERS.register(nn.Identity)
+def _export_identity(nir, key, name, mod, width, form, dt):
+    return {}, width
 
 
 def _per_unit(t, width: int) -> np.ndarray:

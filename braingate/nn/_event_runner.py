@@ -30,6 +30,7 @@ from torch import Tensor
 from braingate.functional import _kernels
 from braingate.functional.cost import current_cost_model
 from braingate.functional.event_step import event_step, resync
+from braingate.functional.events import refuse_nonfinite
 from braingate.nn._optim_watch import optimizer_steps
 from braingate.runtime import chain_kernels
 from braingate.runtime.linear import LINEAR
@@ -226,8 +227,9 @@ class EventRunner:
             # through the tracked version counters and rebuild the copies
             g_np = owned(g.cpu().numpy())
             dt = np.float64 if U.dtype == torch.float64 else np.float32
-            Us_t = owned((U * s).t().contiguous().cpu().numpy().astype(dt, copy=False))
-            Vn = np.array(V.detach().cpu().numpy(), dtype=dt, copy=True, order="C")
+            wide = torch.float64 if dt is np.float64 else torch.float32  # bfloat16 / half: f32
+            Us_t = owned((U * s).t().contiguous().to(wide).cpu().numpy())
+            Vn = np.array(V.detach().to(wide).cpu().numpy(), dtype=dt, copy=True, order="C")
             # what the kernel arguments copied (edits must be noticed; V: the state depends on it)
             tracked = [U, s, V] + [p for k, p in P.items() if k.endswith("_raw")]
             bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt, tracked)
@@ -393,6 +395,7 @@ class EventRunner:
             )
         ):
             return self._kernel_step(x, ctx)
+        refuse_nonfinite(x.detach())
         y, self.state, c, (in_ev, lat_ev) = event_step(
             x, self.state, layer.U, layer.s, layer.V, ctx.gate,
             layer.threshold, layer.latent_threshold,
@@ -449,6 +452,7 @@ class EventRunner:
 
     def _dense_step(self, layer, x: Tensor, ctx: _Context) -> Tensor:
         """Exact low-rank step; leaves a :class:`_DenseMark` instead of updating the state."""
+        refuse_nonfinite(x.detach())
         P = layer._parameters
         z = x @ P["V"]
         zs = z * ctx.scale
@@ -520,5 +524,5 @@ def _kernel_array(value, size: int, dtype, tracked: list) -> np.ndarray:
     if not isinstance(value, Tensor):
         return np.full(size, value, dtype=dtype)
     tracked.append(value)
-    arr = value.detach().cpu().numpy().astype(dtype).reshape(-1)
+    arr = value.detach().double().cpu().numpy().astype(dtype).reshape(-1)
     return np.full(size, arr[0], dtype) if arr.size == 1 else np.array(arr, copy=True)

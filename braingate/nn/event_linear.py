@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from braingate.functional.event_step import event_step
+from braingate.functional.events import refuse_nonfinite
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
 from braingate.functional.lowrank import lowrank_linear, masked_weight, svd_factorize
 from braingate.nn import _validate as check
@@ -313,6 +314,8 @@ class EventLinear(EventModule):
 
     def _checked_forward(self, x: Tensor) -> Tensor:
         check.layer_input(x, self.in_features, self.U.dtype, self.U.device)
+        if self._execution == "dense":
+            refuse_nonfinite(x.detach())  # event paths check in the runner / compiled kernel
         gate = self.gate_units()
         if self._execution == "dense":
             if gate.dim() == 2 and (x.dim() < 2 or x.shape[-2] != gate.shape[0]):
@@ -395,6 +398,7 @@ class EventLinear(EventModule):
                 f"an event step takes (B, {self.in_features}), got {tuple(x.shape)}; call the "
                 "model once per time step"
             )
+        refuse_nonfinite(x.detach())
         gate = self.gate_units().expand(x.shape[0], -1)
         y, state, c, _ = event_step(x, state, self.U, self.s, self.V, gate, self.threshold,
                                     self.latent_threshold)  # fmt: skip

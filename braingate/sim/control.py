@@ -5,12 +5,22 @@ from __future__ import annotations
 from torch import nn
 
 from braingate.nn._validate import execution_mode
+from braingate.nn.base import EventModule
 
 __all__ = ["execution", "reset"]
 
 
 def _event_modules(model: nn.Module):
-    return [m for m in model.modules() if hasattr(m, "_runner") and hasattr(m, "execution")]
+    """Event layers and braingate modules that expose an ``execution`` mode of their own."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, EventModule)
+        or (
+            type(m).__module__.startswith("braingate")
+            and isinstance(type(m).__dict__.get("execution"), property)
+        )
+    ]
 
 
 class execution:

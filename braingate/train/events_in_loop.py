@@ -1,8 +1,8 @@
 """Training with the event operation in the loop: differentiable event steps and synops.
 
-Inside :class:`events_in_loop` every :class:`~braingate.nn.EventLinear` of a model runs the torch
-reference :func:`~braingate.functional.event_step` with autograd, one time step per call, with its
-own per-batch state. Learned thresholds (``layer.learn_thresholds()``) make
+Inside :class:`events_in_loop` every event layer of a model (any
+:class:`~braingate.nn.base.EventModule`) runs its differentiable torch reference step
+(``reference_step``) with autograd, one time step per call, with its own per-batch state. Learned thresholds (``layer.learn_thresholds()``) make
 :func:`~braingate.functional.events.sigma_delta` use its surrogate gradient, so the event counts,
 and with them the synops, are differentiable: :attr:`EventTape.synops` is the activity penalty.
 Works with any stepping loop, snntorch neurons included (call ``bg.reset(model)`` first for them).
@@ -15,10 +15,9 @@ import types
 import torch
 from torch import Tensor, nn
 
-from braingate.functional.event_step import event_step
-from braingate.nn.event_linear import EventLinear
+from braingate.functional.events import refuse_nonfinite
+from braingate.nn.base import EventModule, event_modules
 from braingate.sim.control import reset
-from braingate.state import EventState
 
 __all__ = ["EventTape", "events_in_loop", "rollout"]
 
@@ -40,12 +39,13 @@ class EventTape:
         self.layers: dict[str, dict[str, Tensor]] = {}
         self.steps = 0
 
-    def add(self, name: str, layer: EventLinear, counts) -> None:
+    def add(self, name: str, counts) -> None:
+        """Add one step's :class:`~braingate.nn.base.Counts` of layer ``name``."""
         d = self.layers.setdefault(name, {"input_events": 0.0, "latent_events": 0.0, "synops": 0.0})
         for key in d:
             d[key] = d[key] + getattr(counts, key)
         self.synops = self.synops + counts.synops
-        self.dense_synops += layer.in_features * layer.out_features
+        self.dense_synops += float(torch.as_tensor(counts.dense_synops).double().mean())
 
     def penalty(self, budget: float = 0.0) -> Tensor:
         r"""Relative activity ``mean_b(synops) / dense_synops`` above ``budget`` (0 for a silent
@@ -76,29 +76,28 @@ class EventTape:
 
 
 def _step_forward(name: str, tape: EventTape, states: dict):
-    def forward(self: EventLinear, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[-1] != self.in_features:
+    def forward(self: EventModule, x: Tensor, *args, **kwargs) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
-                f"events_in_loop steps take (B, {self.in_features}) per call, got "
-                f"{tuple(x.shape)}; call the model once per time step"
+                f"events_in_loop steps take one time step (B, ...) per call, got {shape}; call "
+                "the model once per time step"
             )
+        refuse_nonfinite(x.detach())
         B = x.shape[0]
-        gate = self.gate_units().expand(B, -1)
         st = states.get(name)
-        if st is None or st.x_hat.shape[0] != B:
-            st = EventState.zeros(B, self.in_features, self.out_features, gate, x.dtype, x.device)
-        y, st, counts, _ = event_step(
-            x, st, self.U, self.s, self.V, gate, self.threshold, self.latent_threshold
-        )
-        states[name] = st
-        tape.add(name, self, counts)
-        return y if self.bias is None else y + self.bias
+        if st is None or states.get(name + ".batch") != B:
+            st = self.init_state(B, x)
+        y, st, counts = self.reference_step(x, st)
+        states[name], states[name + ".batch"] = st, B
+        tape.add(name, counts)
+        return y
 
     return forward
 
 
 class events_in_loop:
-    """Context manager: EventLinear layers of ``model`` step through the differentiable event path.
+    """Context manager: event layers of ``model`` step through their differentiable event path.
 
     Example:
         >>> import torch, braingate as bg
@@ -116,8 +115,8 @@ class events_in_loop:
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
         self.tape = EventTape()
-        self._states: dict[str, EventState] = {}
-        self._layers = [(n, m) for n, m in model.named_modules() if isinstance(m, EventLinear)]
+        self._states: dict = {}
+        self._layers = list(event_modules(model).items())
 
     def __enter__(self) -> EventTape:
         for name, layer in self._layers:

@@ -48,13 +48,13 @@ def test_logs_event_metrics_matching_simulate(tmp_path, rng):
     cb = BraingateMetricsCallback(probe, model_attr="net")
     module, trainer = _fit(cb, tmp_path)
     logged = trainer.callback_metrics
-    for key in ("synops", "input_events", "latent_events", "rank", "energy_mJ", "lowrank_ops"):
+    for key in ("synops", "input_events", "latent_events", "rank", "energy_J_per_sample", "lowrank_ops"):
         assert f"braingate/{key}" in logged
     assert module.net[0].execution == "dense" and module.net[0]._runner.state is None
     _, rep = bg.simulate(module.net, probe, mode="event")
     assert float(logged["braingate/synops"]) == pytest.approx(rep.total["synops"], rel=1e-5)
     assert float(logged["braingate/rank"]) == 3 + 3  # 1 of 2 blocks of rank 6, plus rank 3
-    assert float(logged["braingate/energy_mJ"]) > 0
+    assert float(logged["braingate/energy_J_per_sample"]) > 0
 
 
 def test_static_metrics_and_errors():
