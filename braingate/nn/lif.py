@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from braingate.functional import _kernels
 from braingate.functional.lif import lif_step
+from braingate.nn._validate import positive_int
 
 __all__ = ["LIF"]
 
@@ -36,7 +39,8 @@ class LIF(nn.Module):
         reset: str = "subtract",
     ) -> None:  # fmt: skip
         super().__init__()
-        if reset not in ("subtract", "zero"):
+        positive_int("size", size)
+        if not isinstance(reset, str) or reset not in ("subtract", "zero"):
             raise ValueError(f"reset={reset!r} is unknown; pass 'subtract' or 'zero'")
         self.size, self.reset_mode = size, reset
         self.register_buffer("beta", self._per_neuron("beta", beta))
@@ -44,15 +48,37 @@ class LIF(nn.Module):
         self.mem: Tensor | None = None
 
     def _per_neuron(self, name: str, value) -> Tensor:
-        """``value`` (scalar or ``(n,)``) as a validated float32 ``(n,)`` buffer."""
+        """``value`` (scalar or ``(n,)``) as a validated float32 ``(n,)`` buffer.
+
+        beta must lie in [0, 1], threshold must be finite and > 0; NaN fails both.
+        """
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, Tensor, np.ndarray)):
+            raise TypeError(
+                f"{name}={value!r} must be a number or a tensor of shape ({self.size},)"
+            )
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.asarray(value))
+        if isinstance(value, Tensor) and (value.is_complex() or value.dtype == torch.bool):
+            raise TypeError(f"{name} has dtype {value.dtype}; pass a real-valued tensor")
         try:
-            v = torch.as_tensor(value, dtype=torch.float32).expand(self.size).clone()
+            v = torch.as_tensor(value, dtype=torch.float32).detach().expand(self.size).clone()
         except RuntimeError as e:
-            raise ValueError(f"{name} must be a scalar or ({self.size},); got {value!r}") from e
-        bad = (v < 0) | (v > 1) if name == "beta" else v <= 0
+            shape = tuple(value.shape) if isinstance(value, Tensor) else ()
+            raise ValueError(
+                f"{name} has shape {shape}; pass a scalar or a tensor of shape ({self.size},)"
+            ) from e
+        if name == "beta":
+            bad, rule, example = ~((v >= 0) & (v <= 1)), "lie in [0, 1]", "beta=0.9"
+        else:
+            bad, rule, example = (
+                ~(torch.isfinite(v) & (v > 0)),
+                "be finite and > 0",
+                "threshold=1.0",
+            )
         if bool(bad.any()):
-            rule = "lie in [0, 1]" if name == "beta" else "be > 0"
-            raise ValueError(f"{name} must {rule}; got {v.unique().tolist()[:4]}")
+            got = float(value) if not isinstance(value, Tensor) else v[bad].unique().tolist()[:4]
+            where = "" if not isinstance(value, Tensor) else " (offending entries)"
+            raise ValueError(f"{name}={got}{where} must {rule}; pass e.g. {example}")
         return v
 
     def __setattr__(self, name: str, value) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -15,15 +16,41 @@ __all__ = [
 ]
 
 
-def _num(section: str, key: str, value: Any, kind: type = float) -> Any:
-    """YAML 1.1 reads ``1e-4`` as a string: accept numeric strings, reject the rest."""
+def _num(
+    section: str, key: str, value: Any, kind: type = float, *, lo: float | None = None,
+    positive: bool = False, example: Any = None,
+) -> Any:  # fmt: skip
+    """A finite number for ``section.key``: ints must be whole, ``lo`` / ``positive`` bound it.
+
+    YAML 1.1 reads ``1e-4`` as a string, so numeric strings are accepted; booleans, NaN, inf
+    and non-numbers are refused with the field, the value and an example of a good one.
+    """
+    eg = f"; write e.g. {key}: {example}" if example is not None else ""
+    if isinstance(value, bool):
+        raise ValueError(f"{section}.{key}={value!r} is a boolean, not a number{eg}")
     try:
-        out = kind(float(value)) if kind is int else kind(value)
+        x = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{section}.{key}={value!r} is not a number; write e.g. {key}: 0.001"
-        ) from None
+        raise ValueError(f"{section}.{key}={value!r} is not a number{eg}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{section}.{key}={value!r} is not finite{eg}")
+    if kind is int:
+        if x != int(x):
+            raise ValueError(f"{section}.{key}={value!r} must be a whole number{eg}")
+        out: Any = int(x)
+    else:
+        out = x
+    if positive and not out > 0:
+        raise ValueError(f"{section}.{key}={value!r} must be > 0{eg}")
+    if lo is not None and out < lo:
+        raise ValueError(f"{section}.{key}={value!r} must be >= {lo:g}{eg}")
     return out
+
+
+def _flag(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{section}.{key}={value!r} must be true or false")
+    return value
 
 
 def _build(cls, section: str, data: Any):
@@ -34,12 +61,14 @@ def _build(cls, section: str, data: Any):
     names = {f.name for f in fields(cls)}
     known = {k: v for k, v in data.items() if k in names}
     extra = {k: v for k, v in data.items() if k not in names}
-    obj = cls(**known)
-    if "extra" in names:
-        obj.extra.update(extra)
-    elif extra:
+    if extra and "extra" not in names:
         raise ValueError(f"unknown keys in {section}: {sorted(extra)}; known: {sorted(names)}")
-    return obj
+    if extra:  # handed to the constructor so __post_init__ checks them too
+        given = known.get("extra") or {}
+        if not isinstance(given, dict):
+            raise TypeError(f"{section}.extra must be a mapping, got {type(given).__name__}")
+        known["extra"] = {**given, **extra}
+    return cls(**known)
 
 
 @dataclass
@@ -55,10 +84,11 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not self.type:
+            raise ValueError(f"model.type={self.type!r} must be a builder name, e.g. dynamic_mlp")
         for key in ("r_min", "r_max", "scorer_hidden", "num_gate_blocks", "hidden"):
-            setattr(self, key, _num("model", key, getattr(self, key), int))
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key}={getattr(self, key)} must be >= 1")
+            default = getattr(ModelConfig, key)
+            setattr(self, key, _num("model", key, getattr(self, key), int, lo=1, example=default))
         if self.r_min > self.r_max:
             raise ValueError(
                 f"model.r_min={self.r_min} > model.r_max={self.r_max}; pass r_min <= r_max"
@@ -83,15 +113,17 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "epochs", "seed"):
-            setattr(self, key, _num("train", key, getattr(self, key), int))
-        for key in ("lr", "energy_penalty_weight", "activity_penalty_weight", "penalty_alpha",
+        self.batch_size = _num("train", "batch_size", self.batch_size, int, lo=1, example=64)
+        self.epochs = _num("train", "epochs", self.epochs, int, lo=0, example=10)
+        self.seed = _num("train", "seed", self.seed, int, lo=0, example=0)
+        if self.seed >= 2**32:  # numpy's legacy seed range, which the experiments runner uses
+            raise ValueError(f"train.seed={self.seed} must be < 2**32; write e.g. seed: 0")
+        self.lr = _num("train", "lr", self.lr, positive=True, example=0.001)
+        for key in ("energy_penalty_weight", "activity_penalty_weight", "penalty_alpha",
                     "penalty_beta", "weight_decay", "grad_clip"):  # fmt: skip
-            setattr(self, key, _num("train", key, getattr(self, key)))
-            if getattr(self, key) < 0:
-                raise ValueError(f"train.{key}={getattr(self, key)} must be >= 0")
-        if self.lr == 0 or self.batch_size < 1 or self.epochs < 0:
-            raise ValueError("train.lr must be > 0, train.batch_size >= 1 and train.epochs >= 0")
+            value = _num("train", key, getattr(self, key), lo=0, example=getattr(TrainConfig, key))
+            setattr(self, key, value)
+        self.progress = _flag("train", "progress", self.progress)
 
 
 @dataclass
@@ -107,17 +139,22 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         from braingate.scheduling import scheduler_names
 
-        if self.type not in scheduler_names():
+        if not isinstance(self.type, str) or self.type not in scheduler_names():
             raise ValueError(
                 f"unknown scheduler.type {self.type!r}; known: {', '.join(scheduler_names())}"
             )
         if self.energy_budget_mJ_per_sample is not None:
-            b = _num("scheduler", "energy_budget_mJ_per_sample", self.energy_budget_mJ_per_sample)
-            if b < 0:
-                raise ValueError(f"scheduler.energy_budget_mJ_per_sample={b} must be >= 0")
-            self.energy_budget_mJ_per_sample = b
-        self.alpha = _num("scheduler", "alpha", self.alpha)
-        self.beta = _num("scheduler", "beta", self.beta)
+            self.energy_budget_mJ_per_sample = _num(
+                "scheduler", "energy_budget_mJ_per_sample", self.energy_budget_mJ_per_sample,
+                lo=0, example=0.5,
+            )  # fmt: skip
+        self.alpha = _num("scheduler", "alpha", self.alpha, lo=0, example=1.0)
+        self.beta = _num("scheduler", "beta", self.beta, lo=0, example=0.1)
+
+
+# hardware keys handed to PerfEstimator: those that must be > 0, and those that may be 0
+_HW_POSITIVE = ("memory_bandwidth", "peak_flops", "gpu_cores", "clock_hz", "bytes_per_param")
+_HW_NONNEG = ("energy_per_flop", "energy_per_byte")
 
 
 @dataclass
@@ -126,17 +163,17 @@ class HardwareConfig:
 
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.profile()  # check the numbers now, not when the first layer is configured
+
     def profile(self) -> dict[str, Any]:
+        """The section as a ``PerfEstimator`` profile, numbers checked (finite, in range)."""
         out = dict(self.extra)
-        for key in (
-            "energy_per_flop",
-            "energy_per_byte",
-            "memory_bandwidth",
-            "peak_flops",
-            "gpu_cores",
-        ):
+        for key in _HW_NONNEG + _HW_POSITIVE:
             if key in out:
-                out[key] = _num("hardware", key, out[key])
+                positive = key in _HW_POSITIVE
+                eg = "1e12" if positive else "1e-9"
+                out[key] = _num("hardware", key, out[key], lo=0, positive=positive, example=eg)
         return out
 
 
@@ -147,6 +184,14 @@ class DataConfig:
     name: str = "digits"
     val_fraction: float = 0.25
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"data.name={self.name!r} must be a dataset name, e.g. digits")
+        v = _num("data", "val_fraction", self.val_fraction, positive=True, example=0.25)
+        if not v < 1:
+            raise ValueError(f"data.val_fraction={v} must be in (0, 1); write e.g. 0.25")
+        self.val_fraction = v
 
 
 @dataclass
