@@ -13,8 +13,11 @@ Granularity (``pixel`` column): 0 sends elements (``|Δ_c| > θ_c``); 1 sends wh
 channels together, when any channel crosses its threshold (DeltaCNN's rule). Either way the
 residual of every element stays ``≤ θ_c``.
 
-``max_pool`` / ``avg_pool``: dense pooling of the values the chain passes (accumulated state,
-not deltas: the max of changes is not the change of the max), so they are exact by construction.
+``pool`` (MaxPool / AvgPool, 1-D and 2-D): pooling of the values the chain passes (accumulated
+state, not deltas: the max of changes is not the change of the max), so it is exact by
+construction. It caches its last input and output and pools again only the output rows whose
+window holds an input row that changed (a vectorised comparison), so a sparse stream costs a
+comparison and a copy instead of the whole pooling.
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ CONV = Layout(
 #: Columns of the conv op's per-sample ``counts``.
 COUNT_COLUMNS = ("input_events", "latent_events", "synops", "gate_ops", "active_rank", "reached")
 
-#: Descriptor row of the pooling ops (``mode`` 0: max, 1: average counting padding, 2: average
-#: over the valid window only).
-POOL = Layout("pool", "C H W Ho Wo kh kw sh sw ph pw dh dw mode")
+#: Descriptor row of the pooling op (``mode`` 0: max, 1: average counting padding, 2: average
+#: over the valid window only) and its cache: the last input ``prev``, its output ``prev_out``
+#: and per sample whether they are ``valid``; only output rows whose window holds a changed
+#: input row are pooled again.
+POOL = Layout("pool", "C H W Ho Wo kh kw sh sw ph pw dh dw mode prev prev_out valid")
 
 if AVAILABLE:
     from numba import njit
@@ -246,47 +251,81 @@ if AVAILABLE:
         return start, k0, k1
 
     @njit(nogil=True, cache=True)
-    def _pool(h, row, f, g):
-        B = h.shape[0]
-        C, H, W, Ho, Wo = row[Q.C], row[Q.H], row[Q.W], row[Q.Ho], row[Q.Wo]
-        kh, kw, sh, sw, ph, pw = row[Q.kh], row[Q.kw], row[Q.sh], row[Q.sw], row[Q.ph], row[Q.pw]
-        dh, dw, mode = row[Q.dh], row[Q.dw], row[Q.mode]
-        out = np.empty((B, C * Ho * Wo), f.dtype)
+    def _pool_rows(h, pout, b, c, rows, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, mode):
+        """Pool the output rows flagged in ``rows`` of channel ``c`` of sample ``b`` into
+        ``pout``."""
         js, jb0 = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
         jb1, wdiv = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
         for jo in range(Wo):
             js[jo], jb0[jo], jb1[jo] = _window(jo, sw, pw, kw, dw, W)
             wdiv[jo] = min(js[jo] + kw, W + pw) - js[jo]  # count_include_pad: clipped to padding
+        src = c * H * W
+        for io in range(Ho):
+            if not rows[io]:
+                continue
+            i0, a0, a1 = _window(io, sh, ph, kh, dh, H)
+            o = c * Ho * Wo + io * Wo
+            for jo in range(Wo):
+                pout[b, o + jo] = -np.inf if mode == 0 else 0
+            for ki in range(a0, a1):
+                base = src + (i0 + ki * dh) * W
+                for jo in range(Wo):
+                    acc = pout[b, o + jo]
+                    for kj in range(jb0[jo], jb1[jo]):
+                        v = h[b, base + js[jo] + kj * dw]
+                        if mode != 0:
+                            acc += v
+                        elif v > acc or v != v:  # NaN propagates, as in torch
+                            acc = v
+                    pout[b, o + jo] = acc
+            if mode == 1:
+                hi = min(i0 + kh, H + ph) - i0
+                for jo in range(Wo):
+                    pout[b, o + jo] /= hi * wdiv[jo]
+            elif mode == 2:
+                for jo in range(Wo):
+                    pout[b, o + jo] /= (a1 - a0) * (jb1[jo] - jb0[jo])
+
+    @njit(nogil=True, cache=True)
+    def _pool(h, row, f, g):
+        B = h.shape[0]
+        C, H, W, Ho, Wo = row[Q.C], row[Q.H], row[Q.W], row[Q.Ho], row[Q.Wo]
+        kh, sh, ph, dh = row[Q.kh], row[Q.sh], row[Q.ph], row[Q.dh]
+        prev = view(row[Q.prev], f, (B, C * H * W))
+        pout = view(row[Q.prev_out], f, (B, C * Ho * Wo))
+        valid = view(row[Q.valid], g, (B,))
+        rows = np.empty(Ho, np.bool_)
         for b in range(B):
             for c in range(C):
-                src = c * H * W
-                for io in range(Ho):
-                    i0, a0, a1 = _window(io, sh, ph, kh, dh, H)
-                    o = c * Ho * Wo + io * Wo
-                    for jo in range(Wo):
-                        out[b, o + jo] = -np.inf if mode == 0 else 0
-                    for ki in range(a0, a1):
-                        base = src + (i0 + ki * dh) * W
-                        for jo in range(Wo):
-                            acc = out[b, o + jo]
-                            for kj in range(jb0[jo], jb1[jo]):
-                                v = h[b, base + js[jo] + kj * dw]
-                                if mode != 0:
-                                    acc += v
-                                elif v > acc or v != v:  # NaN propagates, as in torch
-                                    acc = v
-                            out[b, o + jo] = acc
-                    if mode == 1:
-                        hi = min(i0 + kh, H + ph) - i0
-                        for jo in range(Wo):
-                            out[b, o + jo] /= hi * wdiv[jo]
-                    elif mode == 2:
-                        for jo in range(Wo):
-                            out[b, o + jo] /= (a1 - a0) * (jb1[jo] - jb0[jo])
+                full = not valid[b]
+                rows[:] = full
+                for i in range(H):  # input rows that changed since the last step
+                    base = c * H * W + i * W
+                    changed = full
+                    if not full:
+                        for j in range(W):
+                            changed |= h[b, base + j] != prev[b, base + j]
+                    if not changed:
+                        continue
+                    for j in range(W):
+                        prev[b, base + j] = h[b, base + j]
+                    for io in range(Ho):  # output rows whose window holds input row i
+                        t = i - (io * sh - ph)
+                        if t >= 0 and t % dh == 0 and t // dh < kh:
+                            rows[io] = True
+                _pool_rows(h, pout, b, c, rows, C, H, W, Ho, Wo, kh, row[Q.kw], sh, row[Q.sw],
+                           ph, row[Q.pw], dh, row[Q.dw], row[Q.mode])  # fmt: skip
+            valid[b] = True
+        out = np.empty((B, C * Ho * Wo), f.dtype)
+        out[:] = pout
         return out
 
+    @njit(nogil=True, cache=True)
+    def _pool_reset(B, row, f, g):
+        view(row[Q.valid], g, (B,))[:] = False
+
     OPS.add("event_conv", Op("event_conv", CONV, _conv_step, _conv_reset))
-    OPS.add("pool", Op("pool", POOL, _pool))
+    OPS.add("pool", Op("pool", POOL, _pool, _pool_reset))
 
 
 def _pair(v, dims: int) -> tuple[int, ...]:
@@ -331,8 +370,11 @@ def _fuse_pool(module, B, dtype, in_shape):
         return got
     values, out_shape = got
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
-    return Row("pool", POOL.pack(in_size=n_in, out_size=n_out, **values), (), tuple(in_shape),
-               out_shape)  # fmt: skip
+    f = np.float64 if str(dtype) == "torch.float64" else np.float32
+    cache = (np.zeros((B, n_in), f), np.zeros((B, n_out), f), np.zeros(B, np.bool_))
+    addr = dict(zip(("prev", "prev_out", "valid"), (a.ctypes.data for a in cache), strict=True))
+    return Row("pool", POOL.pack(in_size=n_in, out_size=n_out, **values, **addr), cache,
+               tuple(in_shape), out_shape)  # fmt: skip
 
 
 for _t in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d):
