@@ -237,6 +237,7 @@ def test_real_sigkill_during_save_then_resume_in_a_new_process(tmp_path, uninter
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(tmp_path / "final_weights.pt")
     assert _same(final, uninterrupted[1])
+    assert not list(tmp_path.glob(".last.pt.*.tmp"))  # the next save cleared the leftover
 
 
 # --- resume errors name the file and change nothing -------------------------------------------

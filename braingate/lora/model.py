@@ -357,7 +357,11 @@ class LoRAModel(nn.Module):
         return save_adapter(self, save_directory, adapter_name or self.active_adapter)
 
     def load_adapter(self, directory: str | Path, adapter_name: str = "default") -> None:
-        """Add an adapter from a PEFT-format directory under ``adapter_name``."""
+        """Add an adapter from a PEFT-format directory under ``adapter_name``.
+
+        All or nothing: if the files are missing, corrupt or do not fit, the error names the
+        file (and the config field) and this model is left exactly as it was.
+        """
         from braingate.lora.io import load_into
 
         load_into(self, directory, adapter_name)

@@ -213,6 +213,8 @@ class Trainer:
             "rng": _capture_rng(self._loaders),
         }
         atomic_write(path, lambda f: torch.save(state, f))
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-save
+            stale.unlink(missing_ok=True)
 
     def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         """Read and check a checkpoint without touching the trainer; errors name the file."""
