@@ -85,10 +85,6 @@ class ConvRunner:
                 cb()
         self.listeners = live
 
-    @property
-    def notify_target(self) -> ConvRunner:
-        return self
-
     def zeroable(self) -> bool:
         return self.bufs is not None
 
@@ -242,7 +238,9 @@ class ConvRunner:
         out_shape = (self.Co, *self.spatial[1])
         watch = ((self.__dict__, "bufs", self.bufs), (self.__dict__, "args", self.args),
                  (layer.__dict__, "_execution", layer._execution),
-                 (layer.__dict__, "granularity", layer.granularity))  # fmt: skip
+                 (layer.__dict__, "_granularity", layer.granularity),
+                 (layer.__dict__, "resync_every", layer.resync_every),
+                 (layer.__dict__, "_runner", self))  # fmt: skip
         return Row("event_conv", values, keep, tuple(in_shape), out_shape, watch,
                    self.args.tracked, ((layer.__dict__, "_epoch"),), (), _Stepper(self, layer))  # fmt: skip
 
@@ -294,9 +292,10 @@ class ConvRunner:
 class _Stepper:
     """A chain row's bookkeeping hooks for one conv layer (see :class:`~braingate.runtime.Row`)."""
 
+    __slots__ = ("layer", "runner")
+
     def __init__(self, runner: ConvRunner, layer) -> None:
         self.runner, self.layer = runner, layer
-        self.notify_target = runner
 
     def started(self) -> None:
         self.runner.started()
@@ -304,8 +303,19 @@ class _Stepper:
     def advance(self, p: int) -> int:
         return self.runner.advance(self.layer, p)
 
+    def listen(self, ref) -> None:
+        r = self.runner
+        if ref not in r.listeners:
+            r.listeners = [w for w in r.listeners if w() is not None] + [ref]
+
+    def notify(self) -> None:
+        self.runner.notify()
+
     def zeroable(self) -> bool:
         return self.runner.zeroable()
+
+    def restarted(self) -> None:
+        self.runner.restarted()
 
 
 def _owned(t: Tensor, f) -> np.ndarray:

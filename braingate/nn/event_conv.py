@@ -16,6 +16,7 @@ from braingate.functional.conv_events import (
     conv_out_shape,
     conv_reach,
 )
+from braingate.functional.events import refuse_nonfinite
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
 from braingate.functional.lowrank import svd_factorize
 from braingate.nn import _validate as check
@@ -367,6 +368,7 @@ class _EventConvNd(EventModule):
     def forward(self, x: Tensor) -> Tensor:
         if self._execution == "dense":
             self._check_input(x, event=False)
+            refuse_nonfinite(x.detach())
             return self._dense(x)
         self._check_input(x, event=True)
         with RUNTIME_LOCK:
@@ -417,6 +419,7 @@ class _EventConvNd(EventModule):
         return torch.from_numpy(out).reshape(B, self.out_channels, *r.spatial[1])
 
     def _torch_step(self, x: Tensor) -> Tensor:
+        refuse_nonfinite(x.detach())
         r = self._runner
         sp = tuple(x.shape[2:])
         out_sp = self.out_spatial(sp)
@@ -532,6 +535,7 @@ class _EventConvNd(EventModule):
         """The torch event step (:func:`~braingate.functional.conv_events.conv_event_step`),
         differentiable; ``state`` None starts from zeros."""
         self._check_input(x, event=True)
+        refuse_nonfinite(x.detach())
         if state is None:
             state = self.init_state(x.shape[0], x)
         gate = self.gate_units().expand(x.shape[0], -1)

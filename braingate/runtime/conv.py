@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
+from braingate.functional._kernels import NONFINITE
 from braingate.runtime.layout import Layout
 from braingate.runtime.ops import OPS, Op, Row, register_fuser
 from braingate.runtime.ptr import AVAILABLE, view
@@ -71,6 +72,13 @@ if AVAILABLE:
         B = h.shape[0]
         P = Ho * Wo
         HW = H * W
+        # non-finite input is refused before anything is written (x - x is NaN for NaN, ±inf)
+        poison = 0.0
+        for b in range(B):
+            for q in range(C * HW):
+                poison += h[b, q] - h[b, q]
+        if poison != 0.0 or poison != poison:
+            raise ValueError(NONFINITE)
         act = np.empty(R, np.int64)
         dlist = np.empty(P, np.int64)
         acc = np.empty(Co, h.dtype)
@@ -328,9 +336,10 @@ if AVAILABLE:
     OPS.add("pool", Op("pool", POOL, _pool, _pool_reset))
 
 
-def _pair(v, dims: int) -> tuple[int, ...]:
+def _pair(v, dims: int, height: int = 1) -> tuple[int, ...]:
+    """``v`` per spatial dim, as the 2-D op sees it (1-D pools: ``height`` in front)."""
     t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * dims
-    return t if dims == 2 else (1, *t)
+    return t if dims == 2 else (height, *t)
 
 
 def pool_geometry(module: nn.Module, in_shape: tuple) -> tuple[dict, tuple] | str:
@@ -343,7 +352,7 @@ def pool_geometry(module: nn.Module, in_shape: tuple) -> tuple[dict, tuple] | st
     H, W = (1, sp[0]) if dims == 1 else sp
     k = _pair(module.kernel_size, dims)
     s = _pair(module.stride if module.stride is not None else module.kernel_size, dims)
-    p = _pair(module.padding, dims)
+    p = _pair(module.padding, dims, 0)
     if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
         if module.return_indices:
             return "a MaxPool with return_indices=True"
