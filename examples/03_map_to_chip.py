@@ -3,14 +3,15 @@
 1. Train a small MLP on sklearn digits (images revealed one row per step), convert it to
    EventLinear layers (truncated SVD, 4 gate blocks, thresholds) and run it in event mode.
 2. ``hwmaps.extract`` turns the model and the measured trace into U/V factor blocks.
-3. Map it on TrueNorth with every method, estimate energy and latency, write a report.
+3. Map it on TrueNorth with every method, estimate energy (pJ per step, J per sample) and
+   latency, write a report, the run's Report and Network JSON, and plots (energy, core
+   utilisation and link traffic of the ``traffic`` and ``sequential`` placements).
 
-    python examples/03_map_to_chip.py [--chip truenorth] [--out results/03_map_to_chip]
+    python examples/03_map_to_chip.py [--quick] [--chip truenorth] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common
 from _data import digits, row_frames
 
 import braingate as bg
@@ -40,15 +42,17 @@ def train(x: torch.Tensor, y: torch.Tensor, hidden: int = 256, epochs: int = 10)
     return model
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> dict:
+    ap = _common.parser(__doc__, "smaller network, 3 epochs (a smoke run)")
     ap.add_argument("--chip", default="truenorth", choices=hwmaps.chips.names())
-    ap.add_argument("--out", default="results/03_map_to_chip")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    out = _common.output_dir("03_map_to_chip", args.quick, args.out)
+    torch.set_num_threads(1)  # small MLP: threads only add contention on a shared CPU
 
     d = digits()
     frames_tr, frames_te = row_frames(d.x_train), row_frames(d.x_test)
-    model = train(frames_tr[-1], d.y_train)  # the last frame is the whole image
+    hidden, epochs = (128, 3) if args.quick else (256, 10)
+    model = train(frames_tr[-1], d.y_train, hidden, epochs)  # the last frame: the whole image
     ev = bg.convert(model, rank=32, blocks=4, threshold=0.1, latent_threshold=0.1)
     ys, rep = bg.simulate(ev, frames_te, mode="event")
     acc = (ys[-1].argmax(-1) == d.y_test).float().mean().item()
@@ -68,12 +72,17 @@ def main() -> None:
     if noc["sequential"] > 0:
         print(f"traffic / sequential NoC energy: {noc['traffic'] / noc['sequential']:.2f}")
 
-    out = Path(args.out)
-    report.write(out, placements, energies, f"{net.name} on {chip.name}")
-    plot.breakdown(energies, out / "energy_breakdown.png")
-    plot.utilisation(placements["traffic"], out / "utilisation_traffic.png")
-    plot.links(placements["traffic"], out / "links_traffic.png")
-    print(f"wrote {out}/")
+    paths = report.write(out, placements, energies, f"{net.name} on {chip.name}")
+    paths += [_common.write_json(out / "run_report.json", rep.to_dict()),
+              _common.write_json(out / "network.json", net.to_dict()),
+              plot.breakdown(energies, out / "energy_breakdown.png"),
+              plot.utilisation(placements["traffic"], out / "utilisation_traffic.png"),
+              plot.links(placements["traffic"], out / "links_traffic.png"),
+              plot.links(placements["sequential"], out / "links_sequential.png")]  # fmt: skip
+    _common.announce(out, paths)
+    print(f"map the run again: python -m hwmaps compare {out / 'run_report.json'} --chip loihi")
+    return {"accuracy": acc, "ratio": rep.ratio(), "noc_pj_per_step": {
+        m: e.breakdown["noc"] * 1e12 for m, e in energies.items()}}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """CLI: ``python -m hwmaps chips | map | compare``.
 
     python -m hwmaps chips [--sources]
-    python -m hwmaps map NETWORK_OR_REPORT.json --chip loihi --method traffic --out DIR
-    python -m hwmaps compare NETWORK_OR_REPORT.json --chip loihi --out DIR
+    python -m hwmaps map RUN.json --chip loihi --method traffic --out DIR
+    python -m hwmaps compare RUN.json --chip loihi --out DIR
 
-The input is a Network saved by ``Network.save`` or a braingate Report saved by
-``Report.save`` (from ``simulate(..., mode="event")``).
+RUN.json is a braingate Report saved by ``Report.save`` (from ``simulate(..., mode="event")``),
+the ``comparison.json`` that ``make demo`` writes (pick a dataset with ``--dataset``), or a
+Network saved by ``Network.save``.
 """
 
 from __future__ import annotations
@@ -21,23 +22,63 @@ from hwmaps.extract import from_report
 from hwmaps.ir import Network
 from hwmaps.mapping import map_network
 
+PATH_TO_ESTIMATE = """\
+from a braingate run to a chip estimate:
+  1. run the converted model in event mode and save its Report:
+       ys, rep = bg.simulate(model, xs, mode="event"); rep.save("run.json")
+     (`make demo` writes results/02_compare_event_vs_dense/report_<dataset>.json and
+     comparison.json; examples/01_quickstart.py writes results/01_quickstart/report.json)
+  2. python -m hwmaps map run.json --chip loihi          one method (default: traffic)
+     python -m hwmaps compare run.json --chip truenorth  every method side by side
+     python -m hwmaps map results/02_compare_event_vs_dense/comparison.json --dataset digits
+  3. read OUT/report.md (energy in pJ per step and J per sample, static apart), energy.json,
+     placement_<method>.json and the PNGs (energy, core utilisation, link traffic).
+  `python -m hwmaps chips --sources` lists the chips and where every constant comes from."""
 
-def load_network(path: str) -> Network:
-    """A Network from a Network JSON or a braingate Report JSON."""
+
+def _fail(msg: str):
+    raise SystemExit(f"hwmaps: {msg}")
+
+
+def load_network(path: str, dataset: str | None = None) -> Network:
+    """A Network from a Network JSON, a braingate Report JSON or example 02's comparison JSON."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise SystemExit(f"hwmaps: cannot read {path}: {err}") from None
-    if isinstance(data, dict) and "blocks" in data:
-        return Network.from_dict(data)
-    if isinstance(data, dict) and "layers" in data:
-        return from_report(data, name=Path(path).stem)
-    raise SystemExit(f"hwmaps: {path} is neither a Network nor a braingate Report JSON")
+        _fail(f"cannot read {path}: {err}")
+    if not isinstance(data, dict):
+        _fail(f"{path} is neither a Network, a braingate Report nor a comparison JSON "
+              f"(it holds a {type(data).__name__})")  # fmt: skip
+    name = Path(path).stem
+    if isinstance(data.get("results"), dict):  # examples/02's comparison.json: one run per dataset
+        runs = {k: v["report"] for k, v in data["results"].items()
+                if isinstance(v, dict) and isinstance(v.get("report"), dict)}  # fmt: skip
+        if not runs:
+            _fail(f"{path} has 'results' but no run with a 'report'; pass a Report JSON")
+        if dataset is None and len(runs) > 1:
+            _fail(f"{path} holds runs of {sorted(runs)}; pick one with --dataset NAME")
+        dataset = dataset if dataset is not None else next(iter(runs))
+        if dataset not in runs:
+            _fail(f"--dataset {dataset!r} is not in {path}; choose from {sorted(runs)}")
+        data, name = runs[dataset], dataset
+    elif dataset is not None:
+        _fail(f"--dataset applies to a comparison JSON (with 'results'); {path} is not one")
+    try:
+        if "blocks" in data:
+            return Network.from_dict(data)
+        if "layers" in data:
+            return from_report(data, name=name)
+    except ValueError as err:
+        _fail(f"{path}: {err}")
+    _fail(f"{path} is neither a Network, a braingate Report nor a comparison JSON; "
+          "save a run with Report.save (see python -m hwmaps map --help)")  # fmt: skip
 
 
 def _chip(args) -> chips.ChipSpec:
-    kw = {"chips": args.chips} if args.chips > 1 else {}
-    if args.chip == "generic":
+    kw: dict = {"chips": args.chips}
+    if args.cores is not None:
+        if args.chip != "generic":
+            raise ValueError(f"--cores applies to --chip generic only (got --chip {args.chip})")
         kw["cores"] = args.cores
     return chips.get(args.chip, **kw)
 
@@ -53,10 +94,12 @@ def cmd_chips(args) -> None:
         if args.sources:
             for k, v in c.sources.items():
                 print(f"    {k:<22} {v}")
+    print("energies in J per event; the table: hwmaps/chips/chips.json (braingate reads it too)")
 
 
 def _run(args, names: list[str]) -> None:
-    net, chip = load_network(args.network), _chip(args)
+    chip = _chip(args)  # bad flags fail before the file is read
+    net = load_network(args.network, args.dataset)
     placements, reports = {}, {}
     bar = names
     if len(names) > 1:
@@ -74,23 +117,30 @@ def _run(args, names: list[str]) -> None:
         paths.append(plot.utilisation(placements[best], out / f"utilisation_{best}.png"))
         paths.append(plot.links(placements[best], out / f"links_{best}.png"))
     print(report.markdown(reports, f"{net.name} on {chip.name}"))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print(f"wrote into {out}/: " + ", ".join(p.name for p in paths))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hwmaps`` and the ``hwmaps`` script."""
-    ap = argparse.ArgumentParser(prog="hwmaps", description="map braingate networks onto chips")
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="hwmaps", description="map braingate networks onto chips",
+                                 epilog=PATH_TO_ESTIMATE, formatter_class=fmt)  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("chips", help="list chip presets")
     p.add_argument("--sources", action="store_true", help="print every constant's source")
     for name in ("map", "compare"):
-        p = sub.add_parser(name, help=f"{name} a network (Network or Report JSON)")
-        p.add_argument("network")
+        what = "map a run with one method" if name == "map" else "map a run with every method"
+        p = sub.add_parser(name, help=what, description=what, epilog=PATH_TO_ESTIMATE,
+                           formatter_class=fmt)  # fmt: skip
+        p.add_argument("network", help="Report JSON (Report.save), comparison.json of "
+                                       "`make demo`, or Network JSON")  # fmt: skip
+        p.add_argument("--dataset", default=None, help="which run of a comparison.json")
         p.add_argument("--chip", default="loihi", choices=chips.names())
-        p.add_argument("--chips", type=int, default=1, help="chips on the board")
-        p.add_argument("--cores", type=int, default=1024, help="cores of the generic chip")
+        p.add_argument("--chips", type=int, default=1, help="chips on the board (>= 1)")
+        p.add_argument("--cores", type=int, default=None,
+                       help="cores of the generic chip (default 1024)")  # fmt: skip
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--out", default="hwmaps_out")
+        p.add_argument("--out", default="hwmaps_out", help="output folder")
         p.add_argument("--no-plots", action="store_true")
         p.add_argument("--quiet", action="store_true")
         if name == "map":

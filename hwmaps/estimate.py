@@ -32,7 +32,11 @@ from hwmaps.route import Geometry, link_loads
 
 @dataclass(frozen=True)
 class EnergyReport:
-    """Energy (J per step), latency (s per step), utilisation and hop statistics."""
+    """Energy (J per step), latency (s per step), utilisation and hop statistics.
+
+    ``extra["steps"]`` is the run's length T when the network records it (a Report's
+    ``meta["steps"]``): per sample = per step × T (:meth:`per_sample_j`).
+    """
 
     total_j: float
     breakdown: dict[str, float]
@@ -45,10 +49,28 @@ class EnergyReport:
     chip: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def dynamic_j(self) -> float:
+        """Dynamic energy per step: everything but static power (J)."""
+        return self.total_j - self.breakdown["static"]
+
+    def per_sample_j(self) -> dict[str, float] | None:
+        """The breakdown, ``dynamic`` and ``total`` in J per sample (T steps); None when the
+        network does not record T."""
+        steps = self.extra.get("steps")
+        if not steps:
+            return None
+        out = {k: v * steps for k, v in self.breakdown.items()}
+        out.update(dynamic=self.dynamic_j * steps, total=self.total_j * steps)
+        return out
+
     def to_dict(self) -> dict:
-        """JSON-ready dict (core ids as strings)."""
+        """JSON-ready dict (core ids as strings), with ``per_sample_j`` when T is known."""
         d = asdict(self)
         d["core_utilisation"] = {str(k): v for k, v in self.core_utilisation.items()}
+        d["units"] = {"energy": "J per step", "latency_s_per_step": "s per step",
+                      "per_sample_j": "J per sample (T = extra['steps'] steps)"}  # fmt: skip
+        d["per_sample_j"] = self.per_sample_j()
         return d
 
 
@@ -120,7 +142,11 @@ def estimate(placement: Placement) -> EnergyReport:
         chips_used=chips_used,
         method=placement.method,
         chip=chip.name,
-        extra={"synops_per_step": synops, "map_time_s": placement.meta.get("map_time_s")},
+        extra={
+            "synops_per_step": synops,
+            "map_time_s": placement.meta.get("map_time_s"),
+            "steps": placement.network.meta.get("steps"),
+        },
     )
 
 

@@ -12,6 +12,8 @@ V blocks of layer k+1. torch and braingate are imported only when :func:`extract
 
 from __future__ import annotations
 
+import math
+
 from hwmaps.ir import FactorBlock, Network
 
 
@@ -60,34 +62,84 @@ def extract(model, report, name: str = "network") -> Network:
     return Network(tuple(blocks), name, {}, meta)
 
 
+#: Per-layer fields a Report must hold for each factored event layer (``Report.to_dict()``).
+REPORT_FIELDS = ("in_features", "out_features", "rank", "input_unit_events", "latent_unit_events")
+#: Report layer kinds that are dense (not factored): not mapped, listed in ``meta["dense"]``.
+DENSE_KINDS = ("linear",)
+
+
+def _positive_int(lname: str, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"report layer {lname!r}: {key}={value!r} is not an int")
+    if value < 1:
+        raise ValueError(f"report layer {lname!r}: {key}={value!r} must be >= 1")
+    return int(value)
+
+
+def _check_counts(lname: str, key: str, values) -> None:
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"report layer {lname!r}: {key} must be a list of event counts")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(
+                f"report layer {lname!r}: {key} holds {v!r}; event counts are finite and >= 0"
+            )
+
+
 def from_report(report, name: str = "network") -> Network:
     """Build the Network from a Report (or its ``to_dict()``) alone, without torch.
 
-    Layers are taken in the report's order, those with ``input_unit_events`` (event layers);
-    shapes come from the report's ``in_features``, ``out_features``, ``rank`` and ``blocks``.
+    Factored event layers are taken in the report's order; their shapes come from the report's
+    ``in_features``, ``out_features``, ``rank`` and ``blocks`` and their traffic from
+    ``input_unit_events`` / ``latent_unit_events`` (:data:`REPORT_FIELDS`). Dense layers
+    (``kind`` in :data:`DENSE_KINDS`) are not factored and not mapped; their names are listed in
+    ``meta["dense"]``.
 
     Args:
         report: a braingate Report or the dict of ``Report.to_dict()`` / a saved report file.
         name: network name.
+
+    Raises:
+        ValueError: the report lacks ``layers`` / ``meta`` / ``meta["steps"]``, a factored layer
+            lacks one of :data:`REPORT_FIELDS` or holds a malformed value, or no layer is
+            factored. The message names the layer and the field.
     """
     data = report if isinstance(report, dict) else {"layers": report.layers, "meta": report.meta}
     if not isinstance(data.get("layers"), dict) or not isinstance(data.get("meta"), dict):
         raise ValueError("report data lacks 'layers' / 'meta'; pass Report.to_dict()")
-    steps = int(data["meta"].get("steps") or 0)
-    if steps < 1:
-        raise ValueError(f"report meta steps={steps!r}; pass the report of a run with T >= 1")
+    steps = data["meta"].get("steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"report meta steps={steps!r}; pass the report of a run with T >= 1 steps")
     blocks: list[FactorBlock] = []
+    dense: list[str] = []
     prev_out, prev_m = "input", None
     for lname, rec in data["layers"].items():
-        if "input_unit_events" not in rec:
+        if not isinstance(rec, dict):
+            raise ValueError(f"report layer {lname!r} is {type(rec).__name__}, not a dict")
+        if rec.get("kind") in DENSE_KINDS:
+            dense.append(lname)
             continue
-        n, m = int(rec["in_features"]), int(rec["out_features"])
-        rank, nb = int(rec["rank"]), int(rec.get("blocks") or 1)
+        missing = [k for k in REPORT_FIELDS if k not in rec]
+        if missing:
+            raise ValueError(
+                f"report layer {lname!r} lacks {missing}; hwmaps needs each event layer's "
+                f"{list(REPORT_FIELDS)}: save the Report of bg.simulate(model, xs, "
+                "mode='event') with Report.save (this braingate)"
+            )
+        n, m, rank = (_positive_int(lname, k, rec[k]) for k in REPORT_FIELDS[:3])
+        nb = _positive_int(lname, "blocks", rec.get("blocks", 1))
+        for key in REPORT_FIELDS[3:]:
+            _check_counts(lname, key, rec[key])
         _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
         prev_out, prev_m = f"{lname}.out", m
     if not blocks:
-        raise ValueError("report has no event layer with unit counts; simulate in event mode")
+        raise ValueError(
+            f"report has no factored event layer (dense layers: {dense}); convert the model "
+            "(bg.convert) and simulate it in event mode"
+        )
     meta = {k: data["meta"].get(k) for k in ("steps", "batch", "mode")}
+    if dense:
+        meta["dense"] = dense
     return Network(tuple(blocks), name, {}, meta)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from hwmaps import methods
 from hwmaps.chips.spec import ChipSpec
+from hwmaps.feasibility import board_that_fits
 from hwmaps.hypergraph import build
 from hwmaps.ir import Network, Placement
 from hwmaps.partition import CapacityError, violations
@@ -34,7 +35,8 @@ def map_network(
 
     Raises:
         ValueError: unknown method, bad arguments; CapacityError (a ValueError) when the
-            network does not fit.
+            network does not fit: the message states the smallest board that holds it
+            (:func:`hwmaps.feasibility.board_that_fits`) or why none does.
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a hwmaps.ir.Network, got {type(net).__name__}")
@@ -46,13 +48,17 @@ def map_network(
         raise TypeError(f"seed={seed!r} must be an int")
     fn = methods.REGISTRY.get(method)
     start = time.perf_counter()
-    tiles, core_of = fn(net, chip, np.random.default_rng(seed), progress)
+    try:
+        tiles, core_of = fn(net, chip, np.random.default_rng(seed), progress)
+    except CapacityError as err:
+        raise CapacityError(f"{err}; {board_that_fits(net, chip).hint(chip)}") from None
     elapsed = time.perf_counter() - start
     bad = violations(build(net, tiles), np.asarray(core_of), chip)
     if bad:
         raise CapacityError(
             f"method {method!r} cannot satisfy the limits of {chip.name}: {bad[0]}"
             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + f"; {board_that_fits(net, chip).hint(chip)}"
         )
     return Placement(net, chip, tuple(tiles), tuple(int(c) for c in core_of), method, int(seed),
                      {"map_time_s": elapsed})  # fmt: skip

@@ -127,8 +127,7 @@ def no_room(tiles: Sequence[Tile], t: int, chip: ChipSpec) -> CapacityError:
         f"block {tile.block!r}: tile rows {tile.row0}:{tile.row1} x cols {tile.col0}:{tile.col1} "
         f"({tile.rows} neurons, {tile.rows * tile.cols} synapses) finds no free core on "
         f"{chip.name} ({chip.cores} cores of <= {int(chip.capacities()[0].max())} neurons, "
-        f"<= {int(chip.capacities()[1].max())} synapses, fan-in {chip.fan_in}); pass a bigger "
-        "board, e.g. chips.get(name, chips=4)"
+        f"<= {int(chip.capacities()[1].max())} synapses, fan-in {chip.fan_in})"
     )
 
 

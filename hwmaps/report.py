@@ -1,35 +1,63 @@
-"""JSON and markdown reports of placements and their energy estimates."""
+"""JSON and markdown reports of placements and their energy estimates (J per step and sample)."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from hwmaps.estimate import EnergyReport
 from hwmaps.ir import Placement
 
 KEYS = ("synops", "neurons", "spikes", "noc", "static")
+DYNAMIC = ("synops", "neurons", "spikes", "noc")
 
 
 def markdown(reports: dict[str, EnergyReport], title: str = "hwmaps") -> str:
-    """A markdown table: one row per method, energies in pJ per step, latency in µs.
+    """A markdown table: one row per method; energies in pJ **per time step** (dynamic terms,
+    their sum, static apart), and J **per sample** when the run's length T is known.
 
     Args:
         reports: {method: EnergyReport}.
         title: heading.
     """
-    head = ("| method | cores | total pJ | " + " | ".join(f"{k} pJ" for k in KEYS)
-            + " | latency µs | mean hops | map s |")  # fmt: skip
-    lines = [f"## {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    steps = next(iter(reports.values())).extra.get("steps") if reports else None
+    per_sample = f" | dynamic J / sample (T={steps}) | total J / sample" if steps else ""
+    head = ("| method | cores | " + " | ".join(f"{k} pJ/step" for k in DYNAMIC)
+            + " | dynamic pJ/step | static pJ/step | total pJ/step" + per_sample
+            + " | latency µs/step | mean hops | map s |")  # fmt: skip
+    lines = [f"## {title}", "",
+             "Energy per time step (pJ); static = the chips' idle power over a step, shown "
+             "apart from the dynamic terms." + (f" Per sample = per step x T = {steps} steps."
+                                                if steps else ""), "",
+             head, "|" + "---|" * (head.count("|") - 1)]  # fmt: skip
     for m, r in reports.items():
         t = r.extra.get("map_time_s")
-        cells = " | ".join(f"{r.breakdown[k] * 1e12:.3g}" for k in KEYS)
+        cells = " | ".join(f"{r.breakdown[k] * 1e12:.3g}" for k in DYNAMIC)
+        ps = r.per_sample_j()
+        sample = f" | {ps['dynamic']:.3g} | {ps['total']:.3g}" if steps and ps else ""
         lines.append(
-            f"| {m} | {r.cores_used} | {r.total_j * 1e12:.4g} | {cells} | "
+            f"| {m} | {r.cores_used} | {cells} | {r.dynamic_j * 1e12:.4g} | "
+            f"{r.breakdown['static'] * 1e12:.4g} | {r.total_j * 1e12:.4g}{sample} | "
             f"{r.latency_s_per_step * 1e6:.3g} | {r.hops['mean']:.2f} | "
             f"{'' if t is None else f'{t:.2f}'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write(out_dir: str | Path, placements: dict[str, Placement],
@@ -43,10 +71,8 @@ def write(out_dir: str | Path, placements: dict[str, Placement],
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for m, p in placements.items():
-        paths.append(out / f"placement_{m}.json")
-        p.save(paths[-1])
-    paths.append(out / "energy.json")
-    paths[-1].write_text(json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=1))
-    paths.append(out / "report.md")
-    paths[-1].write_text(markdown(reports, title))
+        paths.append(write_text(out / f"placement_{m}.json", json.dumps(p.to_dict())))
+    energy = json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=1)
+    paths.append(write_text(out / "energy.json", energy))
+    paths.append(write_text(out / "report.md", markdown(reports, title)))
     return paths

@@ -120,7 +120,7 @@ class ChipSpec:
         if self.cores > MAX_CORES:
             raise ValueError(
                 f"{self.name}: a board of {self.chips:,} chip(s) x {self.cores_per_chip:,} cores "
-                f"= {self.cores:,} cores exceeds the {MAX_CORES:,} hwmaps models; pass fewer "
+                f"= {self.cores:,} cores exceeds the {MAX_CORES:,} cores hwmaps models; pass fewer "
                 f"chips (at most {max(1, MAX_CORES // self.cores_per_chip):,})"
             )
         if self.synaptic_memory_bits < self.weight_bits:

@@ -61,7 +61,7 @@ def check_fits(chip: ChipSpec, hg: Hypergraph, tiles: list[Tile]) -> None:
         raise CapacityError(
             f"network needs {hg.neurons.sum():.0f} neurons and {hg.synapses.sum():.0f} synapses; "
             f"{chip.name} holds {cap_n.sum()} and {cap_s.sum()} over {chip.cores} cores "
-            f"(largest block {tiles[big].block!r}); pass a bigger board, e.g. chips=4"
+            f"(largest block {tiles[big].block!r})"
         )
 
 
@@ -127,7 +127,7 @@ def pack_into_clusters(
             if k >= chip.cores or not pk.fits(k, [t]):
                 raise CapacityError(
                     f"tile {tiles[t]} finds no core: {k} cores already open on {chip.name} "
-                    f"({chip.cores} cores); pass a bigger board, e.g. chips=4"
+                    f"({chip.cores} cores)"
                 )
             pk.add(k, [t])
             k += 1

@@ -110,3 +110,23 @@ def test_unknown_chip_lists_known():
 def test_capacities_heterogeneous():
     n, s = chips.get("speck", chips=2).capacities()
     assert len(n) == 18 and np.array_equal(n[:9], n[9:])
+
+
+def test_one_table_of_chip_constants():
+    import json
+
+    from hwmaps.chips import presets
+
+    table = json.loads(presets.TABLE_PATH.read_text())["chips"]
+    assert set(table) == set(chips.names())
+    for name in table:
+        spec = chips.get(name)
+        for key, value in table[name].get("values", {}).items():
+            got = getattr(spec, key)
+            assert (list(got) if isinstance(got, tuple) else got) == value, (name, key)
+
+
+@pytest.mark.parametrize("cores", [0, -1, 2**21 + 1, 10**9])
+def test_generic_core_count_is_bounded(cores):
+    with pytest.raises(ValueError, match="cores="):
+        chips.get("generic", cores=cores)
