@@ -7,11 +7,13 @@ registry is unchanged), an unknown name lists the known ones, and every entry wo
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import braingate
 import braingate.lora as L
 from braingate._registry import Registry
 from braingate.bio import distributions as bio_dist
@@ -244,3 +246,55 @@ def test_every_variant_resolves_to_its_config_and_strategy(name):
     cfg_cls, strategy_cls = L.get_variant(name)
     assert cfg_cls.name == name and strategy_cls.name == name
     assert lora_reg.REGISTRY.get(name) == (cfg_cls, strategy_cls)
+
+
+# --- every Registry in braingate, found by a sweep (new ones are covered without a new row) ---
+
+
+def _all_registries() -> list[tuple[str, Registry]]:
+    import importlib
+
+    root = Path(braingate.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "__main__.py" or "Registry(" not in path.read_text(encoding="utf-8"):
+            continue
+        rel = path.relative_to(root.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional dependency is missing: nothing registered there
+            continue
+        for attr, value in vars(module).items():
+            if isinstance(value, Registry):
+                found.append((f"{name}.{attr}", value))
+    return found
+
+
+ALL_REGISTRIES = _all_registries()
+
+
+def test_the_sweep_finds_every_migrated_registry():
+    names = {n for n, _ in ALL_REGISTRIES}
+    expected = {
+        "braingate.scheduling.base.REGISTRY",
+        "braingate.energy.costs.REGISTRY",
+        "braingate.bio.distributions.REGISTRY",
+        "braingate.bio.targets.REGISTRY",
+        "braingate.lora.variants.registry.REGISTRY",
+    }
+    assert expected <= names
+
+
+@pytest.mark.parametrize(("name", "reg"), ALL_REGISTRIES, ids=[n for n, _ in ALL_REGISTRIES])
+def test_every_registry_refuses_duplicates_and_lists_known_names(name, reg):
+    L.variants()  # load lazily registered entries first
+    keys = reg.names()
+    if not keys:
+        pytest.skip(f"{name} is empty until something registers into it")
+    before = {k: reg.get(k) for k in keys}
+    with pytest.raises(ValueError, match="already registered"):
+        reg.add(keys[0], object())
+    assert {k: reg.get(k) for k in reg.names()} == before
+    with pytest.raises(ValueError, match=rf"unknown {reg.kind} .*; known: "):
+        reg.get("no-such-entry-anywhere")
