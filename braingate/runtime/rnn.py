@@ -55,9 +55,93 @@ if AVAILABLE:
     C, A = RNN.at, RNN_LAYER.at
     _event_step = _kernels.event_step_np
 
-    @njit(nogil=True, cache=True, inline="always")
-    def _sigmoid(v):
-        return 1.0 / (1.0 + math.exp(-v))
+    # float32 gates: a branch-free exp that LLVM vectorises (no SVML in numba's default build,
+    # and a scalar libm call per gate unit costs more than the whole sparse update): exp(x) =
+    # 2^m · p(r), m = round(x/ln 2), r = x − m·ln 2 (ln 2 split in a short hi part and a
+    # correction so m·ln2_hi is exact), p the degree-7 Taylor polynomial (|r| ≤ ln2/2: relative
+    # error < 1e-7), 2^m built in the exponent bits. Measured sigmoid error < 1e-7 on [−100, 100]
+    # (tests/rnn). float64 keeps libm's exp / tanh (exact to rounding).
+    _LOG2E = np.float32(1.4426950408889634)
+    _LN2_HI = np.float32(0.693359375)  # 0.693359375 = 355/512: m·LN2_HI is exact for |m| < 2^15
+    _LN2_LO = np.float32(math.log(2.0) - 0.693359375)
+    _P = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
+    _P2, _P3, _P4, _P5, _P6, _P7 = _P[2:]
+    _ONE = np.float32(1.0)
+
+    @njit(nogil=True, cache=True)
+    def _sigmoid_f32(v, bits, lo, hi):
+        """``v[lo:hi] ← σ(v[lo:hi])`` with the vectorisable exp above (``bits``: int32 scratch)."""
+        for k in range(lo, hi):
+            x = min(max(-v[k], np.float32(-87.0)), np.float32(87.0))
+            m = np.floor(x * _LOG2E + np.float32(0.5))
+            r = x - m * _LN2_HI - m * _LN2_LO
+            p = _ONE + r * (
+                _ONE + r * (_P2 + r * (_P3 + r * (_P4 + r * (_P5 + r * (_P6 + r * _P7)))))
+            )
+            bits[k] = (np.int32(m) + np.int32(127)) << np.int32(23)
+            v[k] = p
+        scale = bits.view(np.float32)
+        for k in range(lo, hi):
+            v[k] = _ONE / (_ONE + v[k] * scale[k])
+
+    @njit(nogil=True, cache=True)
+    def _gates_f32(mx, mh, hidden, c, lstm, out):
+        """The GRU / LSTM update of every sample (float32, vectorised exp)."""
+        B, H = hidden.shape
+        G = 4 if lstm else 3
+        buf = np.empty(G * H, np.float32)
+        bits = np.empty(G * H, np.int32)
+        two = np.float32(2.0)
+        for b in range(B):
+            if lstm:
+                for k in range(G * H):
+                    buf[k] = mx[b, k] + mh[b, k]
+                for k in range(2 * H, 3 * H):
+                    buf[k] *= two  # tanh(g) = 2σ(2g) − 1
+                _sigmoid_f32(buf, bits, 0, G * H)
+                for k in range(H):
+                    cn = buf[H + k] * c[b, k] + buf[k] * (two * buf[2 * H + k] - _ONE)
+                    c[b, k] = cn
+                    buf[2 * H + k] = two * cn
+                _sigmoid_f32(buf, bits, 2 * H, 3 * H)
+                for k in range(H):
+                    hn = buf[3 * H + k] * (two * buf[2 * H + k] - _ONE)
+                    hidden[b, k] = hn
+                    out[b, k] = hn
+            else:
+                for k in range(2 * H):
+                    buf[k] = mx[b, k] + mh[b, k]
+                _sigmoid_f32(buf, bits, 0, 2 * H)
+                for k in range(H):
+                    buf[2 * H + k] = two * (mx[b, 2 * H + k] + buf[k] * mh[b, 2 * H + k])
+                _sigmoid_f32(buf, bits, 2 * H, 3 * H)
+                for k in range(H):
+                    z = buf[H + k]
+                    hn = (_ONE - z) * (two * buf[2 * H + k] - _ONE) + z * hidden[b, k]
+                    hidden[b, k] = hn
+                    out[b, k] = hn
+
+    @njit(nogil=True, cache=True)
+    def _gates_libm(mx, mh, hidden, c, lstm, out):
+        """The GRU / LSTM update of every sample with libm's exp / tanh (float64)."""
+        B, H = hidden.shape
+        for b in range(B):
+            for k in range(H):
+                if lstm:
+                    i = 1.0 / (1.0 + math.exp(-(mx[b, k] + mh[b, k])))
+                    fg = 1.0 / (1.0 + math.exp(-(mx[b, H + k] + mh[b, H + k])))
+                    gg = math.tanh(mx[b, 2 * H + k] + mh[b, 2 * H + k])
+                    o = 1.0 / (1.0 + math.exp(-(mx[b, 3 * H + k] + mh[b, 3 * H + k])))
+                    cn = fg * c[b, k] + i * gg
+                    c[b, k] = cn
+                    hn = o * math.tanh(cn)
+                else:
+                    r = 1.0 / (1.0 + math.exp(-(mx[b, k] + mh[b, k])))
+                    z = 1.0 / (1.0 + math.exp(-(mx[b, H + k] + mh[b, H + k])))
+                    n_ = math.tanh(mx[b, 2 * H + k] + r * mh[b, 2 * H + k])
+                    hn = (1.0 - z) * n_ + z * hidden[b, k]
+                hidden[b, k] = hn
+                out[b, k] = hn
 
     @njit(nogil=True, cache=True)
     def _layer_step(x, d, f, g, lstm, out):
@@ -84,28 +168,11 @@ if AVAILABLE:
             view(d[A.thzx], f, (Rx,)), mx, view(d[A.counts_x], d, (B, 5)),
             view(d[A.units_x], d, (n,)), view(d[A.lat_x], d, (Rx,)),
         )  # fmt: skip
-        if lstm:
-            c = view(d[A.cell], f, (B, H))
-            for b in range(B):
-                for k in range(H):
-                    i = _sigmoid(mx[b, k] + mh[b, k])
-                    fg = _sigmoid(mx[b, H + k] + mh[b, H + k])
-                    gg = math.tanh(mx[b, 2 * H + k] + mh[b, 2 * H + k])
-                    o = _sigmoid(mx[b, 3 * H + k] + mh[b, 3 * H + k])
-                    cn = fg * c[b, k] + i * gg
-                    c[b, k] = cn
-                    hn = o * math.tanh(cn)
-                    hidden[b, k] = hn
-                    out[b, k] = hn
+        c = view(d[A.cell], f, (B, H))
+        if f.itemsize == 4:
+            _gates_f32(mx, mh, hidden, c, lstm, out)
         else:
-            for b in range(B):
-                for k in range(H):
-                    r = _sigmoid(mx[b, k] + mh[b, k])
-                    z = _sigmoid(mx[b, H + k] + mh[b, H + k])
-                    nn_ = math.tanh(mx[b, 2 * H + k] + r * mh[b, 2 * H + k])
-                    hn = (1.0 - z) * nn_ + z * hidden[b, k]
-                    hidden[b, k] = hn
-                    out[b, k] = hn
+            _gates_libm(mx, mh, hidden, c, lstm, out)
 
     @njit(nogil=True, cache=True)
     def _step(h, row, f, g):

@@ -131,3 +131,13 @@ def test_not_lowered_outside_event_mode_or_on_another_width():
     rnn.execution = "event"
     assert "takes (5,)" in fuser_for(rnn)(rnn, 1, torch.float32, (6,))
     assert "float64" in fuser_for(rnn)(rnn, 1, torch.float64, (5,))
+
+
+def test_vectorised_float32_sigmoid_is_accurate():
+    from braingate.runtime.rnn import _sigmoid_f32
+
+    v = np.linspace(-100, 100, 400_001).astype(np.float32)
+    out = v.copy()
+    _sigmoid_f32(out, np.empty(v.size, np.int32), 0, v.size)
+    exact = 1 / (1 + np.exp(-v.astype(np.float64)))
+    assert np.abs(out - exact).max() < 2e-7
