@@ -67,7 +67,7 @@ def _in_memory(found: list) -> tuple[Callable, Callable]:
     ns: dict = {"view": view}
     for k, op in enumerate(found):
         ns[f"s{k}"], ns[f"r{k}"] = op.step, op.reset
-    exec("\n".join(_body(len(found), [op.reset is not None for op in found])) + "\n", ns)  # noqa: S102
+    exec("\n".join(_body(len(found), [op.reset is not None for op in found])) + "\n", ns)
     return njit(nogil=True)(ns["chain_step"]), njit(nogil=True)(ns["chain_reset"])
 
 
