@@ -1,0 +1,80 @@
+"""Converting CNNs: Conv converters, BatchNorm folding, refusals, dense counts of convs."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import braingate as bg
+import braingate.conv_dense  # registers the dense conv counters
+from braingate.convert_conv import absorbs, fold_batchnorm, fold_batchnorms, refusal
+from braingate.nn.event_conv import EventConv1d, EventConv2d
+
+
+def bn_net():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+                      nn.Linear(6 * 8 * 8, 3))  # fmt: skip
+    bn = m[1]
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.normal_()
+    return m.eval()
+
+
+def test_fold_batchnorm_keeps_the_eval_function():
+    m = bn_net()
+    x = torch.randn(3, 2, 8, 8)
+    want = m(x)
+    assert fold_batchnorms(m) == ["1"]
+    assert isinstance(m[1], nn.Identity)
+    torch.testing.assert_close(m(x), want, rtol=1e-5, atol=1e-5)
+    conv = nn.Conv1d(3, 4, 3, bias=False)
+    bn = nn.BatchNorm1d(4).eval()
+    bn.running_mean.normal_()
+    x = torch.randn(2, 3, 10)
+    torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
+    assert not absorbs(conv, nn.BatchNorm1d(5)) and not absorbs(conv, nn.ReLU())
+    with pytest.raises(ValueError, match="num_features=4"):
+        fold_batchnorm(conv, nn.BatchNorm2d(4))
+
+
+def test_convert_turns_convs_into_event_convs_at_fractional_rank():
+    m = bn_net()
+    fold_batchnorms(m)
+    x = torch.randn(2, 2, 8, 8)
+    want = m(x)
+    bg.convert(m, rank=1.0)
+    assert isinstance(m[0], EventConv2d) and m[0].rank == 6
+    torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-5)
+    assert m.conversion_report["0"]["converted"] and m.conversion_report["0"]["full_rank"] == 6
+    c1 = nn.Sequential(nn.Conv1d(3, 8, 5))
+    bg.convert(c1, rank=0.5, blocks=2)
+    assert isinstance(c1[0], EventConv1d) and c1[0].rank == 4 and c1[0].blocks == 2
+
+
+def test_refusals_name_the_reason():
+    assert "groups=2" in refusal(nn.Conv2d(4, 4, 3, groups=2))
+    assert "padding_mode='circular'" in refusal(nn.Conv2d(4, 4, 3, padding=1,
+                                                          padding_mode="circular"))  # fmt: skip
+    assert refusal(nn.Conv2d(4, 4, 3)) == ""
+
+
+def test_dense_conv_counts_are_neurobench_synops():
+    pytest.importorskip("neurobench")
+    from neurobench.metrics.utils.layers.macs import stateless_layer_macs
+
+    torch.manual_seed(1)
+    for conv in (nn.Conv2d(3, 5, 3, stride=2, padding=1), nn.Conv1d(2, 4, 5, padding=2)):
+        x = torch.randn(4, conv.in_channels, *([9] * (conv.weight.dim() - 2)))
+        x = x * (torch.rand_like(x) < 0.4)
+        xs = x.unsqueeze(0)
+        _, rep = bg.simulate(nn.Sequential(conv), xs, mode="event")
+        with torch.no_grad():
+            nb = float(stateless_layer_macs((x != 0).float(), conv, total=False)) / 4
+        assert rep.layers["0"]["synops"] == pytest.approx(nb)
+        y = conv(x)
+        assert rep.layers["0"]["dense_synops"] == y[0].numel() * conv.weight[0].numel()
+        np.testing.assert_allclose(rep.layers["0"]["input_unit_events"],
+                                   (x != 0).transpose(0, 1).flatten(1).sum(1).numpy() / 4)  # fmt: skip
