@@ -60,13 +60,16 @@ _THRESHOLDS = ("threshold", "hidden_threshold", "latent_threshold")
 
 
 def _ranks(rank, n: int, H: int, G: int, blocks: int, layer: int) -> tuple[int, int]:
-    """``(R_x, R_h)`` of one layer: ``rank`` (int, or a pair) capped at each factor's full rank."""
+    """``(R_x, R_h)`` of one layer: ``rank`` (an int, a pair, or a list of pairs per layer)
+    capped at each factor's full rank."""
+    if isinstance(rank, list):
+        rank = rank[layer]
     if isinstance(rank, tuple) and len(rank) == 2:
         r_ih, r_hh = rank
     else:
         r_ih = r_hh = rank
-    for name, r in (("rank", r_ih), ("rank", r_hh)):
-        check.positive_int(name, r)
+    for r in (r_ih, r_hh):
+        check.positive_int("rank", r)
     out = (min(r_ih, n, G * H), min(r_hh, H))
     for side, r in zip(("input", "hidden"), out, strict=True):
         if r % blocks:
@@ -76,6 +79,13 @@ def _ranks(rank, n: int, H: int, G: int, blocks: int, layer: int) -> tuple[int, 
                 f"{blocks} up to ({min(n, G * H)}, {H}), or fewer blocks"
             )
     return out
+
+
+def _rank_ok(rank, layers: int) -> bool:
+    pair = lambda r: isinstance(r, tuple) and len(r) == 2  # noqa: E731
+    if isinstance(rank, list):
+        return len(rank) == layers and all(pair(r) or isinstance(r, int) for r in rank)
+    return isinstance(rank, int) or pair(rank)
 
 
 class _DeltaRNN(EventModule):
@@ -90,7 +100,7 @@ class _DeltaRNN(EventModule):
         self,
         input_size: int,
         hidden_size: int,
-        rank: int | tuple[int, int],
+        rank: int | tuple[int, int] | list[tuple[int, int]],
         *,
         num_layers: int = 1,
         blocks: int = 1,
@@ -128,8 +138,11 @@ class _DeltaRNN(EventModule):
             raise ValueError(f"dropout={dropout!r} must be a number in [0, 1); pass e.g. 0.0")
         if isinstance(resync_every, bool) or not isinstance(resync_every, int) or resync_every < 0:
             raise ValueError(f"resync_every={resync_every!r} must be an int >= 0 (0 disables)")
-        if not (isinstance(rank, int) or (isinstance(rank, tuple) and len(rank) == 2)):
-            raise TypeError(f"rank must be an int or a pair (r_ih, r_hh), got {rank!r}")
+        if not _rank_ok(rank, L):
+            raise TypeError(
+                f"rank must be an int, a pair (r_ih, r_hh) or a list of {L} pairs (one per "
+                f"layer), got {rank!r}"
+            )
         G = GATES[self.cell]
         self.input_size, self.hidden_size, self.num_layers = n, H, L
         self.gates, self.blocks, self.bias = G, blocks, bias
@@ -843,8 +856,9 @@ class EventGRU(_DeltaRNN):
 
     Args:
         input_size, hidden_size: ``n``, ``H``.
-        rank: int (both factors of every layer, capped at each one's full rank) or a pair
-            ``(r_ih, r_hh)``; each must be divisible by ``blocks`` after capping.
+        rank: int (both factors of every layer, capped at each one's full rank), a pair
+            ``(r_ih, r_hh)``, or a list of pairs (one per layer); each must be divisible by
+            ``blocks`` after capping.
         num_layers: stacked layers (layer ``l+1`` reads ``h_l``). blocks: gate blocks per factor.
         threshold: θ of the input (scalar or ``(n,)``). hidden_threshold: θ_h (scalar or
             ``(num_layers·H,)``), also the input θ of the layer above. latent_threshold: θ_z
@@ -872,7 +886,7 @@ class EventGRU(_DeltaRNN):
     cell = "gru"
 
     @classmethod
-    def from_gru(cls, gru: nn.GRU, rank: int | tuple[int, int], **kw) -> EventGRU:
+    def from_gru(cls, gru: nn.GRU, rank, **kw) -> EventGRU:
         """Factor an ``nn.GRU`` by truncated SVD (full rank reproduces it)."""
         if not isinstance(gru, nn.GRU):
             raise TypeError(f"gru must be an nn.GRU, got {type(gru).__name__}")
@@ -894,7 +908,7 @@ class EventLSTM(_DeltaRNN):
     cell = "lstm"
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, rank: int | tuple[int, int], **kw) -> EventLSTM:
+    def from_lstm(cls, lstm: nn.LSTM, rank, **kw) -> EventLSTM:
         """Factor an ``nn.LSTM`` by truncated SVD (full rank reproduces it)."""
         if not isinstance(lstm, nn.LSTM):
             raise TypeError(f"lstm must be an nn.LSTM, got {type(lstm).__name__}")
