@@ -6,21 +6,26 @@ a rank per sample (learned complexity scorer -> rank scheduler), capped by its e
 cross-entropy plus the ADLRNS energy penalty ``lam * (FLOPs(r)/FLOPs_full + 0.1 Mem(r)/Mem_full)``,
 which reaches the scorer through the layer's straight-through rank mask. Per mode it prints
 test accuracy and, per layer, the mean rank, the per-sample rank spread, budget usage,
-energy and latency estimates and the compression ratio.
+energy and latency estimates and the compression ratio. Writes summary.json into
+results/04_loraven_classifier/ (quick/ with --quick).
 
-    python examples/04_loraven_classifier.py [--quick] [--lam 0.05]
+    python examples/04_loraven_classifier.py [--quick] [--lam 0.05] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
 from braingate import LoRAven
 from braingate.train import model_energy_penalty
@@ -58,14 +63,14 @@ def train(model: nn.Module, x, y, epochs: int, lam: float, seed: int = 0) -> Non
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 epochs per mode (smoke test)")
+    ap = _common.parser(__doc__, "3 epochs per mode (a smoke run)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--lam", type=float, default=0.05, help="energy penalty weight")
     args = ap.parse_args(argv)
+    out = _common.output_dir("04_loraven_classifier", args.quick, args.out)
     torch.set_num_threads(1)
     xtr, ytr, xte, yte = data()
-    epochs = 2 if args.quick else args.epochs
+    epochs = 3 if args.quick else args.epochs
     summary = {}
     for mode in MODES:
         torch.manual_seed(0)
@@ -89,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"    energy {stats['energy_consumption'] * 1e6:.2f} nJ/sample, "
                   f"latency {stats['latency_ms'] * 1e3:.3f} us/batch (roofline estimate)")  # fmt: skip
             layers.append(stats)
-        summary[mode] = {"accuracy": acc, "layers": layers}
+        summary[mode] = {"accuracy": acc, "epochs": epochs, "layers": layers}
+    path = _common.write_json(out / "summary.json", {"quick": args.quick, "lam": args.lam,
+                                                     "modes": summary})  # fmt: skip
+    _common.announce(out, [path])
     return summary
 
 

@@ -3,13 +3,14 @@
 Trained on BasicMotions: first densely through time (snntorch's spike surrogate), then with events
 in the loop (braingate's threshold surrogate, learned thresholds, activity penalty). Spikes are
 0/1, so a layer fed by spikes sends an event exactly when a neuron starts or stops firing.
+Writes summary.json and the event run's Report (report.json, for ``python -m hwmaps map``) into
+results/05_spiking_snntorch/ (quick/ with --quick).
 
-    python examples/05_spiking_snntorch.py [--quick]
+    python examples/05_spiking_snntorch.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 import _data
 
 import braingate as bg
@@ -45,19 +47,20 @@ def stepped(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description="spiking network with event layers")
-    ap.add_argument("--quick", action="store_true", help="tiny run for tests")
-    args = ap.parse_args(argv)
+    args = _common.parser(__doc__, "short training on part of the data (a smoke run)").parse_args(
+        argv
+    )
+    out_dir = _common.output_dir("05_spiking_snntorch", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add overhead on a shared CPU
     d = _data.aeon_stream("BasicMotions")
-    epochs, event_epochs, hidden = (2, 1, 32) if args.quick else (40, 15, 128)
-    if args.quick:  # 30 steps of a few streams
+    epochs, event_epochs, hidden = (30, 3, 32) if args.quick else (40, 15, 128)
+    if args.quick:  # 40 steps of half the streams
         d.x_train, d.y_train, d.x_test, d.y_test = (
-            d.x_train[:30, ::4],
-            d.y_train[::4],
-            d.x_test[:30, ::8],
-            d.y_test[::8],
+            d.x_train[:40, ::2],
+            d.y_train[::2],
+            d.x_test[:40, ::2],
+            d.y_test[::2],
         )
     model = build(hidden)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"dense (stepped) accuracy {100 * res['dense_accuracy']:.1f} %, event-driven "
           f"{100 * res['event_accuracy']:.1f} % with {res['ratio']:.1f}x fewer synops than "
           f"dense")  # fmt: skip
+    paths = [_common.write_json(out_dir / "summary.json", {"quick": args.quick, **res}),
+             _common.write_json(out_dir / "report.json", report.to_dict())]  # fmt: skip
+    _common.announce(out_dir, paths)
     return res
 
 

@@ -5,17 +5,17 @@ digits 0-4, then adapted to digits 5-9 with a fresh head, two ways: full fine-tu
 weight trains) and LoRA (rank-4 adapters on the token embedding and the feed-forward layers, the
 new head in ``modules_to_save``). Reports trainable parameters, test accuracy, wall time and the
 size of what has to be stored per task (the adapter file vs the whole model), and checks that the
-saved adapter reloads with identical outputs. Writes JSON to ``--out``.
+saved adapter reloads with identical outputs. Writes summary.json and the LoRA adapter
+(PEFT format, adapter/) into results/06_lora_finetune/ (quick/ with --quick).
 
-    python examples/06_lora_finetune.py [--quick] [--out results/lora_finetune.json]
+    python examples/06_lora_finetune.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import io
-import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +24,9 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
 from braingate.lora import LoRAConfig, LoRAModel, LoRAOptimizer, load_adapter
 
@@ -80,11 +83,9 @@ def nbytes_of_state(model: nn.Module) -> int:
     return buf.tell()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="few epochs (< 20 s)")
-    ap.add_argument("--out", default="results/lora_finetune.json")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> dict:
+    args = _common.parser(__doc__, "5 epochs each (a smoke run)").parse_args(argv)
+    out = _common.output_dir("06_lora_finetune", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # tiny model: threads only add overhead
     pre_epochs, ft_epochs = (5, 5) if args.quick else (40, 30)
@@ -127,9 +128,12 @@ def main() -> None:
         print(f"{k:<12}{r['trainable']:>10}{r['acc']:>8.3f}{r['seconds']:>9.1f}{kb:>8.1f}KB")
     print(f"LoRA adapter reloads identically: {rows['lora']['reload_identical']}; "
           f"merged acc {rows['lora']['merged_acc']:.3f}")  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, **rows}, indent=2))
+    lora.unmerge()
+    lora.save_adapter(out / "adapter")
+    paths = [_common.write_json(out / "summary.json", {"quick": args.quick, **rows}),
+             out / "adapter"]  # fmt: skip
+    _common.announce(out, paths)
+    return rows
 
 
 if __name__ == "__main__":

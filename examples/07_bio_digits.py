@@ -20,15 +20,15 @@ after 30 epochs plain 96.9 ± 0.4 % vs bio 95.4 ± 0.9 % (3 seeds), 97.1 ± 0.5 
 reproduced: the bio run is about one point lower and noisier. This example does not test
 resilience, larger models or other data, where the claims may differ.
 
-Run: ``python examples/07_bio_digits.py [--epochs 30] [--seeds 3] [--out results/07.png]``;
-``--quick`` is a few-second smoke run used by the tests.
+Run: ``python examples/07_bio_digits.py [--epochs 30] [--seeds 3] [--quick] [--out DIR]``;
+``--quick`` is a few-second smoke run used by the tests. Writes accuracy.png and summary.json
+into results/07_bio_digits/ (quick/ with --quick).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,9 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
 from braingate.bio import BioConverter
 
@@ -97,50 +100,51 @@ def plot(curves: dict[str, np.ndarray], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, c in curves.items():
         epochs = np.arange(1, c.shape[1] + 1)
         mean, std = c.mean(0), c.std(0)
-        ax.plot(epochs, 100 * mean, label=f"{name} (final {100 * mean[-1]:.1f} %)")
+        ax.plot(epochs, 100 * mean, marker="." if len(epochs) <= 10 else None,
+                label=f"{name} (final {100 * mean[-1]:.1f} %)")  # fmt: skip
         ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="digits: plain vs bio-converted MLP")
-    ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    seeds = next(iter(curves.values())).shape[0]
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)",
+           title=f"digits: plain vs bio-converted MLP (mean ± std, {seeds} seed(s))")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    _common.save_figure(fig, out, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = _common.parser(__doc__, "3 epochs, 1 seed (a smoke run)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--out", type=Path, default=Path("results/07_bio_digits.png"))
-    ap.add_argument("--quick", action="store_true", help="3 epochs, 1 seed (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 3, 1
+    out = _common.output_dir("07_bio_digits", args.quick, args.out)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide MLP: threads cost more than they save
     try:
         curves = run(args.epochs, args.seeds, args.lr)
     finally:
         torch.set_num_threads(threads)
-    plot(curves, args.out)
+    plot(curves, out / "accuracy.png")
     summary = {
         name: {"final_mean": float(c[:, -1].mean()), "final_std": float(c[:, -1].std()),
                "best_mean": float(c.max(1).mean()), "curve_mean": c.mean(0).tolist()}
         for name, c in curves.items()
     }  # fmt: skip
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    _common.write_json(out / "summary.json", {"epochs": args.epochs, "seeds": args.seeds,
+                                              **summary})  # fmt: skip
     print(
         f"{'run':6} {'final acc':>14} {'best acc':>9}   ({args.seeds} seeds, {args.epochs} epochs)"
     )
     for name, s in summary.items():
         print(f"{name:6} {100 * s['final_mean']:7.2f} ± {100 * s['final_std']:4.2f} "
               f"{100 * s['best_mean']:8.2f}")  # fmt: skip
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    _common.announce(out, [out / "accuracy.png", out / "summary.json"])
     return summary
 
 

@@ -9,16 +9,15 @@ time), convert it to EventLinear layers with thresholds > 0, then run NeuroBench
   nn.Linear calls: NeuroBench's synops should equal braingate's ``synops``; Dense = lowrank_ops),
 - the event model through ``view="dense"`` (Dense = braingate's ``dense_synops``),
 
-and print NeuroBench's figures next to braingate's own ``simulate`` report.
+and print NeuroBench's figures next to braingate's own ``simulate`` report. Writes
+summary.json into results/08_neurobench/ (quick/ with --quick).
 
-    python examples/08_neurobench.py [--quick] [--out results/neurobench.json]
+    python examples/08_neurobench.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 import _data
 
 import braingate as bg
@@ -49,10 +49,8 @@ def run_neurobench(model, view: str, x, y) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description="NeuroBench on braingate models")
-    ap.add_argument("--quick", action="store_true", help="8 test streams, short training")
-    ap.add_argument("--out", default="results/neurobench.json")
-    args = ap.parse_args(argv)
+    args = _common.parser(__doc__, "8 test streams, short training (a smoke run)").parse_args(argv)
+    out = _common.output_dir("08_neurobench", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add contention on a shared CPU
 
@@ -92,11 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     ev = rows["event, view=event"]
     gap = abs(ev["neurobench_synops"] - ev["braingate_synops"]) / ev["braingate_synops"]
     print(f"NeuroBench vs braingate synops (event model): relative gap {gap:.2e}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"streams": int(x.shape[1]), "rows": rows, "synops_gap": gap}, indent=2)
-    )
+    path = _common.write_json(out / "summary.json", {"quick": args.quick, "streams":
+                                                     int(x.shape[1]), "rows": rows,
+                                                     "synops_gap": gap})  # fmt: skip
+    _common.announce(out, [path])
     return rows
 
 

@@ -193,7 +193,7 @@ def sweep(
     return result
 
 
-_LABELS = {"energy_J_per_sample": "energy per sample (J)", "accuracy": "accuracy"}
+_LABELS = {"energy_J_per_sample": "dynamic energy per sample (J)", "accuracy": "accuracy"}
 
 
 def _plot(result: dict, path: Path) -> Path | None:
@@ -222,6 +222,10 @@ def _plot(result: dict, path: Path) -> Path | None:
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     ax.set_xlabel(_LABELS.get(x, x) + (" (log)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(_LABELS.get(y, y))
+    if y == "accuracy":  # a fraction: no ticks above 1 or below 0
+        ys = [t[y] for t in result["trials"]]
+        pad = max(0.02, 0.1 * (max(ys) - min(ys)))
+        ax.set_ylim(max(0.0, min(ys) - pad), min(1.0, max(ys)) + 0.5 * pad)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
