@@ -1,6 +1,7 @@
 """braingate model + simulate Report -> hwmaps Network (the only hwmaps file that uses torch).
 
-Each :class:`~braingate.nn.event_linear.EventLinear` ``name`` (n inputs, m outputs, rank R,
+Each factored event layer (an ``EventLinear``, or any layer kind without an extractor of its own
+in :data:`EXTRACTORS`) ``name`` (n inputs, m outputs, rank R,
 B gate blocks) becomes B **V blocks** ``name.V{b}`` (rows R/B latent units, cols n inputs) and
 one **U block** ``name.U`` (rows m outputs, cols R latent units). Traffic comes from the
 measured run: ``report.layers[name]["input_unit_events"]`` feed the V blocks and
@@ -13,15 +14,21 @@ V blocks of layer k+1. torch and braingate are imported only when :func:`extract
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+from hwmaps._registry import Registry
 from hwmaps.ir import FactorBlock, Network
 
 
 def extract(model, report, name: str = "network") -> Network:
-    """Build a Network of U/V factor blocks from a braingate model and its simulate Report.
+    """Build a Network of factor blocks from a braingate model and its simulate Report.
+
+    Every event layer of the model (braingate's event-module protocol) is looked up in the
+    report by its module name and extracted by the extractor registered for its ``kind``
+    (:data:`EXTRACTORS`; the factored U/V extractor by default).
 
     Args:
-        model: a torch module containing EventLinear layers (in forward order).
+        model: a torch module containing event layers (in forward order).
         report: the :class:`braingate.sim.Report` of ``simulate(model, xs, mode="event")``.
         name: network name.
 
@@ -30,11 +37,11 @@ def extract(model, report, name: str = "network") -> Network:
 
     Raises:
         TypeError: model is not a torch module or report lacks ``layers`` / ``meta``.
-        ValueError: no EventLinear layer was run, or the report does not match the model.
+        ValueError: no event layer was run, or the report does not match the model.
     """
     from torch import nn
 
-    from braingate.nn.event_linear import EventLinear
+    from braingate.nn.base import event_modules
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -43,23 +50,17 @@ def extract(model, report, name: str = "network") -> Network:
     steps = int(report.meta.get("steps", 0))
     if steps < 1:
         raise ValueError(f"report.meta['steps']={steps!r}; pass the Report of a run with T >= 1")
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, EventLinear)]
+    layers = event_modules(model)
     if not layers:
-        raise ValueError("model has no EventLinear layer; convert it first (bg.convert)")
-    blocks: list[FactorBlock] = []
-    prev_out, prev_m = "input", None
-    for lname, layer in layers:
+        raise ValueError("model has no event layer; convert it first (bg.convert)")
+    for lname in layers:
         rec = report.layers.get(lname)
         if rec is None or "input_unit_events" not in rec:
             raise ValueError(
                 f"report has no event counts for layer {lname!r} (layers: "
                 f"{sorted(report.layers)}); run bg.simulate(model, xs, mode='event')"
             )
-        n, m, rank, nb = layer.in_features, layer.out_features, layer.rank, layer.blocks
-        _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
-        prev_out, prev_m = f"{lname}.out", m
-    meta = {k: report.meta.get(k) for k in ("steps", "batch", "mode")}
-    return Network(tuple(blocks), name, {}, meta)
+    return from_report(report, name)
 
 
 #: Per-layer fields a Report must hold for each factored event layer (``Report.to_dict()``).
@@ -116,7 +117,7 @@ def from_report(report, name: str = "network") -> Network:
     for lname, rec in data["layers"].items():
         if not isinstance(rec, dict):
             raise ValueError(f"report layer {lname!r} is {type(rec).__name__}, not a dict")
-        if rec.get("kind") in DENSE_KINDS:
+        if rec.get("kind") in DENSE_KINDS or rec.get("dense") is True:
             dense.append(lname)
             continue
         missing = [k for k in REPORT_FIELDS if k not in rec]
@@ -126,12 +127,9 @@ def from_report(report, name: str = "network") -> Network:
                 f"{list(REPORT_FIELDS)}: save the Report of bg.simulate(model, xs, "
                 "mode='event') with Report.save (this braingate)"
             )
-        n, m, rank = (_positive_int(lname, k, rec[k]) for k in REPORT_FIELDS[:3])
-        nb = _positive_int(lname, "blocks", rec.get("blocks", 1))
-        for key in REPORT_FIELDS[3:]:
-            _check_counts(lname, key, rec[key])
-        _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
-        prev_out, prev_m = f"{lname}.out", m
+        known = rec.get("kind") in EXTRACTORS.names()
+        extractor = EXTRACTORS.get(rec["kind"]) if known else _factored
+        prev_out, prev_m = extractor(blocks, lname, rec, steps, prev_out, prev_m)
     if not blocks:
         raise ValueError(
             f"report has no factored event layer (dense layers: {dense}); convert the model "
@@ -141,6 +139,23 @@ def from_report(report, name: str = "network") -> Network:
     if dense:
         meta["dense"] = dense
     return Network(tuple(blocks), name, {}, meta)
+
+
+def _factored(blocks, lname, rec, steps, prev_out, prev_m) -> tuple[str, int]:
+    """The default extractor: a factored layer ``W ≈ U diag(s) Vᵀ`` (see module docstring)."""
+    n, m, rank = (_positive_int(lname, k, rec[k]) for k in REPORT_FIELDS[:3])
+    nb = _positive_int(lname, "blocks", rec.get("blocks", 1))
+    for key in REPORT_FIELDS[3:]:
+        _check_counts(lname, key, rec[key])
+    _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m)
+    return f"{lname}.out", m
+
+
+#: Report layer ``kind`` -> extractor ``(blocks, name, record, steps, prev_out, prev_m) ->
+#: (out_source, out_units)`` that appends the layer's FactorBlocks to ``blocks``. Kinds not
+#: registered use the factored U/V extractor (any layer reporting :data:`REPORT_FIELDS`).
+EXTRACTORS: Registry[Callable] = Registry("layer extractor")
+EXTRACTORS.register("event_linear")(_factored)
 
 
 def _layer_blocks(blocks, lname, n, m, rank, nb, rec, steps, prev_out, prev_m) -> None:

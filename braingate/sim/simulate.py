@@ -272,7 +272,7 @@ class _Recorder:
                 d.update(entry)
             else:
                 mod, counter = self.dense_layers[name]
-                d.update(counter.describe(mod))
+                d.update(counter.describe(mod), dense=True)
                 units = self.in_units.get(name, np.zeros(d.get("in_features", 0)))
                 d.update(input_unit_events=np.asarray(units).tolist(), latent_unit_events=[])
             layers[name] = d

@@ -50,7 +50,7 @@ def test_errors(run):
     model, report = run
     with pytest.raises(TypeError, match="nn.Module"):
         hwmaps.extract("model", report)
-    with pytest.raises(ValueError, match="no EventLinear"):
+    with pytest.raises(ValueError, match="no event layer"):
         hwmaps.extract(nn.Linear(2, 2), report)
     with pytest.raises(ValueError, match="lacks 'layers'"):
         from_report({"total": {}})
