@@ -1,15 +1,19 @@
-"""A tiny name -> object registry; an unknown name lists the known ones."""
+"""A tiny name -> object registry; an unknown name lists the known ones.
+
+The same behaviour as ``braingate._registry.Registry`` (hwmaps does not import braingate): a
+duplicate name raises ValueError, an unknown one lists the known names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to factories for one extension point (chips, mapping methods).
+    """Maps names to factories for one extension point (chips, mapping methods, extractors).
 
     Args:
         kind: what the entries are, used in error messages ("chip", "mapping method").
@@ -19,14 +23,20 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
+    def add(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name`` and return it; a duplicate name raises ValueError."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{self.kind} name {name!r} must be a non-empty string")
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered; pick another name")
+        self._items[name] = obj
+        return obj
+
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator that registers ``obj`` under ``name``; a duplicate name raises ValueError."""
+        """Decorator form of :meth:`add`; returns the object unchanged."""
 
         def deco(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._items[name] = obj
-            return obj
+            return self.add(name, obj)
 
         return deco
 
@@ -39,3 +49,12 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names in registration order."""
         return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)

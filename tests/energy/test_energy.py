@@ -168,3 +168,36 @@ def test_report_energy_agrees_with_hwmaps_on_one_core(event_run):
         assert mine[key] == pytest.approx(est.breakdown[key], rel=1e-9), key
     assert est.breakdown["noc"] == 0.0
     assert mine["dynamic"] == pytest.approx(est.total_j - est.breakdown["static"], rel=1e-9)
+
+
+def test_seed_hardware_keys_are_used():
+    """The ADLRNS seed's `hardware:` section (gpu_type V100, flops_per_mac 2,
+    energy_per_flop 1e-6) is read by the estimator, key by key."""
+    v100 = PerfEstimator({"gpu_type": "V100"})
+    assert v100.peak_flops == pytest.approx(15.7e12)
+    assert v100.memory_bandwidth == pytest.approx(900e9)
+    assert v100.energy_per_flop_mJ == pytest.approx(300 / 15.7e12 * 1e3)  # TDP / peak
+    seed = PerfEstimator({"gpu_type": "V100", "flops_per_mac": 2, "energy_per_flop": 1e-6})
+    assert seed.energy_per_flop_mJ == 1e-6 and seed.peak_flops == pytest.approx(15.7e12)
+    one = PerfEstimator({"flops_per_mac": 1})
+    two = PerfEstimator({"flops_per_mac": 2})
+    n, m, r = 64, 32, 8
+    assert two.estimate((n, m), r)["flops"] - one.estimate((n, m), r)["flops"] == r * (n + m)
+    assert two.estimate_dense((n, m))["flops"] == 2 * n * m + m
+    assert PerfEstimator({"gpu_type": "a100"}).energy_model.name == "a100_fp32"
+    given = PerfEstimator({"gpu_type": "H100", "gpu_cores": 100})  # keys given win
+    assert given.peak_flops == pytest.approx(2 * 100 * 1.41e9)
+
+
+def test_hardware_profile_check_refuses_unknown_keys():
+    from braingate.energy import estimator
+
+    estimator.check_hardware_profile({"gpu_type": "V100", "flops_per_mac": 2,
+                                      "energy_per_flop": 1e-6})  # fmt: skip
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['gpu_typo'\].*reads"):
+        estimator.check_hardware_profile({"gpu_typo": "V100"})
+    with pytest.raises(ValueError, match="gpu_type='TPU' is unknown; known: V100"):
+        PerfEstimator({"gpu_type": "TPU"})
+    with pytest.raises(ValueError, match="flops_per_mac"):
+        PerfEstimator({"flops_per_mac": 0})
+    assert PerfEstimator({"gpu_efficiency": 0.85}).hardware_profile["gpu_efficiency"] == 0.85
