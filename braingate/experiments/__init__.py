@@ -1,5 +1,23 @@
-"""Experiment runner: ``python -m braingate.experiments run CONFIG.yaml``."""
+"""Experiment runner: ``python -m braingate.experiments [run] --config NAME_OR_YAML ...``."""
 
-from braingate.experiments.runner import DynamicMLP, load_data, main, run
+from braingate.experiments.runner import (
+    MODELS,
+    DynamicMLP,
+    bundled_configs,
+    load_config,
+    load_data,
+    load_image_folder,
+    main,
+    run,
+)
 
-__all__ = ["DynamicMLP", "load_data", "main", "run"]
+__all__ = [
+    "MODELS",
+    "DynamicMLP",
+    "bundled_configs",
+    "load_config",
+    "load_data",
+    "load_image_folder",
+    "main",
+    "run",
+]

@@ -1,20 +1,65 @@
-"""``python -m braingate.experiments run CONFIG.yaml``: data + model + Trainer + plots."""
+"""``python -m braingate.experiments``: the ADLRNS experiment flow (config -> data -> Trainer).
+
+The seed's ``run_exp.sh`` flags work as written::
+
+    python -m braingate.experiments --config exp_config --data_dir DIR --save_dir DIR --gpu 0
+    python -m braingate.experiments run digits_dynamic --epochs 2
+    python -m braingate.experiments list
+
+``--config`` takes a bundled config by name (``list`` shows them) or a YAML file. Data: an
+ImageFolder-style directory at ``--data_dir`` (one sub-folder of images per class) when given,
+else the config's ``data.name`` (shipped data: sklearn digits, aeon BasicMotions / GunPoint).
+Every key of the config is used or refused: unknown keys, an unknown ``model.type`` and
+``hardware`` keys the estimator does not read are errors that name them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from braingate._registry import Registry
+from braingate.energy.estimator import check_hardware_profile
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.train import ExperimentConfig, Trainer, plot_history
 
-__all__ = ["DynamicMLP", "load_data", "main", "run"]
+__all__ = [
+    "CONFIG_DIR",
+    "MODELS",
+    "DynamicMLP",
+    "bundled_configs",
+    "load_config",
+    "load_data",
+    "load_image_folder",
+    "main",
+    "resolve_config",
+    "run",
+]
+
+#: Configs shipped with braingate, by file stem.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = "digits_dynamic"
+#: ``data:`` keys beyond DataConfig's fields that the runner reads.
+DATA_EXTRA_KEYS = ("image_size",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+#: ``model.type`` -> builder ``(config, in_features, classes) -> nn.Module``.
+MODELS: Registry = Registry("model.type")
+#: Model types of the seed that this braingate cannot build yet, with the reason.
+NOT_YET: dict[str, str] = {
+    "adlrns_resnet": "the seed's small ResNet with dynamic low-rank conv layers needs the event "
+    "conv layers (EventConv2d), which are not in this braingate yet",
+}
 
 
 class DynamicMLP(nn.Module):
@@ -38,6 +83,85 @@ class DynamicMLP(nn.Module):
         return self.head(torch.relu(self.dyn(x.flatten(1))[0]))
 
 
+@MODELS.register("dynamic_mlp")
+def _dynamic_mlp(cfg: ExperimentConfig, n: int, classes: int) -> nn.Module:
+    m = cfg.model
+    return DynamicMLP(n, m.hidden, classes, m.r_min, m.r_max, m.scorer_hidden, m.num_gate_blocks)
+
+
+# ----------------------------------------------------------------------------- configs
+def bundled_configs() -> dict[str, Path]:
+    """``{name: path}`` of the configs shipped in ``braingate/experiments/configs``."""
+    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def resolve_config(config: str | Path) -> Path:
+    """A YAML path from a path or a bundled config name (``exp_config`` or ``exp_config.yaml``)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    if path.stem in bundled and path.parent == Path("."):
+        return bundled[path.stem]
+    raise FileNotFoundError(
+        f"config {str(config)!r} not found: no such file, and no bundled config of that name; "
+        f"bundled: {', '.join(bundled)} (python -m braingate.experiments list)"
+    )
+
+
+def load_config(config: str | Path) -> ExperimentConfig:
+    """Load and check a config: YAML errors, unknown keys, unknown / unavailable model types and
+    hardware keys the estimator does not read raise ValueError naming them."""
+    import yaml
+
+    path = resolve_config(config)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    try:
+        cfg = ExperimentConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    for section in ("model", "train", "scheduler", "data"):
+        allowed = DATA_EXTRA_KEYS if section == "data" else ()
+        extra = sorted(set(getattr(cfg, section).extra) - set(allowed))
+        if extra:
+            known = sorted(f for f in vars(getattr(cfg, section)) if f != "extra")
+            raise ValueError(
+                f"{path}: unknown key(s) {extra} in {section}:; known: {known + list(allowed)}"
+            )
+    check_hardware_profile(cfg.hardware.profile(), where=f"{path}: hardware")
+    check_model_type(cfg.model.type, path)
+    return cfg
+
+
+def check_model_type(kind: str, where: Any = "config") -> None:
+    """Raise ValueError unless ``kind`` is a registered model type."""
+    if kind in MODELS:
+        return
+    if kind in NOT_YET:
+        raise ValueError(
+            f"{where}: model.type {kind!r} is not yet available: {NOT_YET[kind]}; use "
+            f"model.type: {' or '.join(MODELS.names())} (bundled config {DEFAULT_CONFIG!r})"
+        )
+    raise ValueError(f"{where}: unknown model.type {kind!r}; known: {', '.join(MODELS.names())}")
+
+
+# ----------------------------------------------------------------------------- data
+def _split(X: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float):
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction={val_fraction} must be in (0, 1)")
+    idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(X)))
+    cut = int(len(X) * (1 - val_fraction))
+    if cut < 1 or cut == len(X):
+        raise ValueError(f"{len(X)} samples leave an empty split at val_fraction={val_fraction}")
+    tr, va = idx[:cut], idx[cut:]
+    return (X[tr], y[tr]), (X[va], y[va])
+
+
 def load_data(name: str, seed: int = 0, val_fraction: float = 0.25):
     """Real data only: ``digits`` (sklearn), ``basicmotions`` / ``gunpoint`` (aeon, flattened)."""
     if name == "digits":
@@ -54,50 +178,161 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.25):
         y = np.unique(y, return_inverse=True)[1]
     else:
         raise ValueError(f"unknown data.name {name!r}; known: basicmotions, digits, gunpoint")
-    idx = np.random.default_rng(seed).permutation(len(X))
-    cut = int(len(X) * (1 - val_fraction))
-    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    tr, va = idx[:cut], idx[cut:]
-    return (t(X[tr]), torch.tensor(y[tr]).long()), (t(X[va]), torch.tensor(y[va]).long())
+    X = torch.tensor(X, dtype=torch.float32)
+    return _split(X, torch.as_tensor(y).long(), seed, val_fraction)
 
 
-def run(config_path: str, save_dir: str = "results/experiment", epochs: int | None = None) -> dict:
-    """Train the config's model on its data; write checkpoints, history and the four-panel PNG."""
-    cfg = ExperimentConfig.load(config_path)
-    if cfg.model.type != "dynamic_mlp":
-        raise ValueError(f"unknown model.type {cfg.model.type!r}; known: dynamic_mlp")
-    (xt, yt), (xv, yv) = load_data(cfg.data.name, cfg.train.seed, cfg.data.val_fraction)
-    torch.manual_seed(cfg.train.seed)
-    m = cfg.model
-    model = DynamicMLP(
-        xt.shape[1],
-        m.hidden,
-        int(yt.max()) + 1,
-        m.r_min,
-        m.r_max,
-        m.scorer_hidden,
-        m.num_gate_blocks,
-    )
+def load_image_folder(data_dir: str | Path, size: int = 32, seed: int = 0,
+                      val_fraction: float = 0.25):  # fmt: skip
+    """An ImageFolder-style directory (``DIR/<class>/<image>``) as ``(C, size, size)`` tensors in
+    [0, 1] (grayscale when every image is, else RGB), split into train / validation.
+
+    Returns:
+        ``((x_train, y_train), (x_val, y_val)), class names``.
+    """
+    from PIL import Image
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data_dir {str(data_dir)!r} is not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = {c: sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+             for c in classes}  # fmt: skip
+    classes = [c for c in classes if files[c]]
+    if len(classes) < 2:
+        raise ValueError(
+            f"--data_dir {str(data_dir)!r} needs at least two class folders of images "
+            f"(DIR/<class>/<image>{IMAGE_SUFFIXES[0]}); found {len(classes)}"
+        )
+    images, labels = [], []
+    for k, c in enumerate(classes):
+        for p in files[c]:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB") if im.mode not in ("L", "1") else im.convert("L"))
+            labels.append(k)
+    mode = "L" if all(im.mode == "L" for im in images) else "RGB"
+    arr = np.stack([np.asarray(im.convert(mode).resize((size, size)), dtype=np.float32) / 255.0
+                    for im in images])  # fmt: skip
+    x = torch.from_numpy(arr).reshape(len(arr), size, size, -1).permute(0, 3, 1, 2).contiguous()
+    return _split(x, torch.tensor(labels), seed, val_fraction), classes
+
+
+# ----------------------------------------------------------------------------- run
+def _device(gpu: int | None) -> torch.device:
+    if gpu is None or gpu < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--gpu {gpu}: CUDA is not available (torch {torch.__version__}); omit --gpu (or "
+            "pass --gpu -1) to train on the CPU"
+        )
+    if gpu >= torch.cuda.device_count():
+        raise ValueError(f"--gpu {gpu}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device(f"cuda:{gpu}")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def run(config: str | Path = DEFAULT_CONFIG, save_dir: str | Path | None = None,
+        epochs: int | None = None, data_dir: str | Path | None = None,
+        gpu: int | None = None) -> dict:  # fmt: skip
+    """Train the config's model on its data; write checkpoints, history, the four-panel PNG and
+    ``summary.json`` into ``save_dir`` (default ``results/experiments/<config name>``).
+
+    Args:
+        config: a bundled config name or a YAML path.
+        save_dir: output folder (a run there before is resumed from ``last.pt``).
+        epochs: overrides ``train.epochs``.
+        data_dir: an ImageFolder-style directory; overrides ``data.name``.
+        gpu: CUDA device index; None or negative: CPU.
+
+    Returns:
+        the training history.
+    """
+    cfg = load_config(config)
+    device = _device(gpu)
+    name = resolve_config(config).stem
+    save = Path(save_dir) if save_dir is not None else Path("results") / "experiments" / name
+    seed, frac = cfg.train.seed, cfg.data.val_fraction
+    if data_dir is not None:
+        size = int(cfg.data.extra.get("image_size", 32))
+        ((xt, yt), (xv, yv)), classes = load_image_folder(data_dir, size, seed, frac)
+        source = f"ImageFolder {data_dir} ({len(classes)} classes, {len(xt) + len(xv)} images)"
+    else:
+        (xt, yt), (xv, yv) = load_data(cfg.data.name, seed, frac)
+        classes, source = sorted(set(yt.tolist()) | set(yv.tolist())), f"data.name={cfg.data.name}"
+    torch.manual_seed(seed)
+    model = MODELS.get(cfg.model.type)(cfg, xt[0].numel(), len(classes))
     bs = cfg.train.batch_size
     train = DataLoader(TensorDataset(xt, yt), batch_size=bs, shuffle=True)
     val = DataLoader(TensorDataset(xv, yv), batch_size=bs)
-    trainer = Trainer(model, cfg, device="cpu", save_dir=save_dir, resume=True)
+    print(f"{name}: {cfg.model.type} on {source}, device {device}, writing into {save}/")
+    trainer = Trainer(model, cfg, device=device, save_dir=save, resume=True)
     hist = trainer.train(train, val, num_epochs=epochs)
-    plot_history(hist, Path(save_dir) / "history.png")
-    summary = {k: v[-1] for k, v in hist.items() if v}
-    (Path(save_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_history(hist, save / "history.png")
+    summary = {"config": str(resolve_config(config)), "data": source, "device": str(device),
+               **{k: v[-1] for k, v in hist.items() if v}}  # fmt: skip
+    _write_json(save / "summary.json", summary)
     return hist
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m braingate.experiments")
+def _parser() -> argparse.ArgumentParser:
+    bundled = ", ".join(bundled_configs())
+    ap = argparse.ArgumentParser(
+        prog="python -m braingate.experiments",
+        description="Train an ADLRNS experiment from a YAML config.",
+        epilog=f"bundled configs: {bundled}. Without a subcommand, `run` is meant: the seed's "
+        "`run_exp.sh --config ... --data_dir ... --save_dir ... --gpu 0` flags work as written.",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="train from a YAML config")
-    r.add_argument("config")
-    r.add_argument("--save-dir", default="results/experiment")
-    r.add_argument("--epochs", type=int, default=None)
-    args = ap.parse_args(argv)
-    hist = run(args.config, args.save_dir, args.epochs)
+    sub.add_parser("list", help="list the bundled configs")
+    r = sub.add_parser("run", help="train from a config", epilog=f"bundled configs: {bundled}")
+    r.add_argument("config_pos", nargs="?", metavar="CONFIG", help="bundled name or YAML path")
+    r.add_argument("--config", default=None, help=f"bundled name or YAML path "
+                                                  f"(default {DEFAULT_CONFIG})")  # fmt: skip
+    r.add_argument("--data_dir", "--data-dir", default=None,
+                   help="ImageFolder-style directory (DIR/<class>/<image>) to train on")  # fmt: skip
+    r.add_argument("--save_dir", "--save-dir", default=None,
+                   help="output folder (default results/experiments/<config>)")  # fmt: skip
+    r.add_argument("--gpu", type=int, default=None, help="CUDA device index (default: CPU)")
+    r.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors print one line naming the fix and return 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "list", "-h", "--help"):
+        argv = ["run", *argv]  # the seed's run_exp.sh flags, no subcommand
+    args = _parser().parse_args(argv)
+    if args.cmd == "list":
+        import yaml
+
+        for name, path in bundled_configs().items():
+            kind = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model", {})
+            kind = kind.get("type", "dynamic_mlp") if isinstance(kind, dict) else "?"
+            try:
+                load_config(path)
+                note = ""
+            except ValueError as err:
+                note = f"\n    not runnable yet: {str(err).split(': ', 1)[-1]}"
+            print(f"{name:<16} model.type={kind:<14} {path}{note}")
+        return 0
+    if args.config_pos and args.config and args.config_pos != args.config:
+        print("error: give the config once (CONFIG or --config)", file=sys.stderr)
+        return 2
+    config = args.config or args.config_pos or DEFAULT_CONFIG
+    try:
+        hist = run(config, args.save_dir, args.epochs, args.data_dir, args.gpu)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{'epoch':>5} {'val_acc':>8} {'energy_mJ':>11} {'avg_rank':>8}")
     for e, a, en, rk in zip(hist["epoch"], hist["val_acc"], hist["energy_mJ"], hist["avg_rank"]):
         print(f"{e:5d} {a:8.3f} {en:11.3e} {rk:8.1f}")
+    return 0
