@@ -196,8 +196,13 @@ def calibration_data(s: Split, how: str, seed: int) -> tuple[Tensor, Tensor, Spl
     return s.x_train[:, cal], s.y_train[cal], rest
 
 
-def run_case(task: Task, seed: int, tolerances: list[float], how: str, quick: bool) -> list[dict]:
-    """Train, convert and calibrate one (task, seed) at every tolerance; one row per tolerance."""
+def run_case(task: Task, seed: int, tolerances: list[float], how: str, quick: bool,
+             guards: dict | None = None) -> list[dict]:  # fmt: skip
+    """Train, convert and calibrate one (task, seed) at every tolerance; one row per tolerance.
+
+    ``guards``: keyword arguments of calibrate_thresholds (``holdout``, ``confidence``,
+    ``safety``) overriding its defaults, for ablations.
+    """
     torch.manual_seed(seed)
     s = task.load(seed, quick)
     cal_x, cal_y, s = calibration_data(s, how, seed)
@@ -216,7 +221,7 @@ def run_case(task: Task, seed: int, tolerances: list[float], how: str, quick: bo
             warnings.simplefilter("ignore", CalibrationWarning)
             res = bg.calibrate_thresholds(
                 cand, cal_x, cal_y, tolerance=tol, readout=task.readout,
-                max_evals=QUICK["max_evals"] if quick else 200, seed=seed,
+                max_evals=QUICK["max_evals"] if quick else 200, seed=seed, **(guards or {}),
             )  # fmt: skip
         seconds = time.perf_counter() - t0
         out, rep = bg.simulate(cand, s.x_test, mode="event")
@@ -292,7 +297,16 @@ def main(argv: list[str] | None = None) -> dict:
         help="calibrate on the training split itself, or on a disjoint third of it",
     )
     ap.add_argument("--out", default="results/calibration_holdout.json")
+    for name, help_ in (
+        ("holdout", "fraction held out for the check"),
+        ("confidence", "confidence of the noise margin (0.5: none)"),
+        ("safety", "margin share a sample may lose (1: only flips count)"),
+    ):
+        ap.add_argument(f"--{name}", type=float, help=f"calibrate_thresholds {help_}; default: "
+                        "the library's")  # fmt: skip
     args = ap.parse_args(argv)
+    guards = {k: getattr(args, k) for k in ("holdout", "confidence", "safety")
+              if getattr(args, k) is not None}  # fmt: skip
     if args.quick:
         args.seeds = args.seeds[:1]
     torch.set_num_threads(1)
@@ -300,12 +314,13 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     for name in args.tasks:
         for seed in args.seeds:
-            rows += run_case(TASKS[name], seed, args.tolerances, args.calibration, args.quick)
+            rows += run_case(TASKS[name], seed, args.tolerances, args.calibration, args.quick,
+                             guards)  # fmt: skip
     summary = summarise(rows)
     payload = {
         "benchmark": "calibration_holdout", "quick": args.quick, "calibration": args.calibration,
         "seeds": args.seeds, "tolerances": args.tolerances, "tasks": args.tasks,
-        "pass_slack": PASS_SLACK, "summary": summary, "rows": rows, "machine": machine(),
+        "guards": guards or "library defaults", "pass_slack": PASS_SLACK, "summary": summary, "rows": rows, "machine": machine(),
         "seconds": time.perf_counter() - t0,
     }  # fmt: skip
     write_json_atomic(Path(args.out), payload)

@@ -1,7 +1,7 @@
 """The thresholds calibrate_thresholds() tunes: which layers, which attributes, on what scale.
 
-Event layers are found by protocol (:class:`~braingate.nn.base.EventModule`; EventLinear is
-accepted by name until it derives from it). Each layer's knobs are its ``threshold_names``
+Event layers are found by protocol (:func:`~braingate.nn.base.event_modules`: every outermost
+:class:`~braingate.nn.base.EventModule` — linear, conv, recurrent alike). Each layer's knobs are its ``threshold_names``
 (input first, latent last; ``("threshold", "latent_threshold")`` when the class does not say),
 read and written as plain attributes. A knob's value during the search is ``base × multiplier``:
 the base is the layer's current value (per unit if it was learned), or — when that is zero — a
@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from braingate.nn.base import EventModule
-from braingate.nn.event_linear import EventLinear
+from braingate.nn.base import event_modules
 from braingate.sim.simulate import simulate
 
 __all__ = ["Knob", "event_layers", "knob_bases", "knob_names", "plain"]
@@ -25,13 +24,7 @@ _DEFAULT_NAMES = ("threshold", "latent_threshold")
 
 def event_layers(model: nn.Module) -> dict[str, nn.Module]:
     """``{name: layer}`` of the outermost event layers of ``model``, in module order."""
-    out: dict[str, nn.Module] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, (EventModule, EventLinear)) and not any(
-            p == "" or name.startswith(p + ".") for p in out
-        ):
-            out[name] = m
-    return out
+    return dict(event_modules(model))
 
 
 def knob_names(layer: nn.Module) -> tuple[str, ...]:
