@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ __all__ = ["plot_history"]
 
 
 def plot_history(history: dict[str, list[float]], path: str | Path) -> Path:
-    """Save energy, average rank, accuracy-vs-energy and loss panels to a PNG.
+    """Save energy (J per sample), average rank, accuracy-vs-energy and loss panels to a PNG.
 
     Args:
         history: ``Trainer.train`` output (keys ``energy_mJ``, ``avg_rank``, ``val_acc``,
@@ -24,23 +26,37 @@ def plot_history(history: dict[str, list[float]], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep: Any = history.get("epoch") or list(range(len(history["energy_mJ"])))
-    fig, ax = plt.subplots(2, 2, figsize=(10, 7))
-    ax[0, 0].plot(ep, history["energy_mJ"], marker="o")
-    ax[0, 0].set(title="Energy consumption", xlabel="epoch", ylabel="energy (mJ / sample)")
+    energy_j = [1e-3 * e for e in history["energy_mJ"]]  # the trainer logs mJ (seed API)
+    fig, ax = plt.subplots(2, 2, figsize=(10, 7), layout="constrained")
+    ax[0, 0].plot(ep, energy_j, marker="o")
+    ax[0, 0].set(title="Estimated energy", xlabel="epoch", ylabel="energy per sample (J)")
     ax[0, 1].plot(ep, history["avg_rank"], marker="o")
-    ax[0, 1].set(title="Average rank", xlabel="epoch", ylabel="rank")
-    ax[1, 0].scatter(history["energy_mJ"], history["val_acc"])
-    ax[1, 0].set(title="Accuracy vs energy", xlabel="energy (mJ / sample)", ylabel="val accuracy")
-    ax[1, 1].plot(ep, history["train_loss"], label="train")
+    ax[0, 1].set(title="Average rank", xlabel="epoch", ylabel="rank (mean over samples)")
+    ax[1, 0].plot(energy_j, history["val_acc"], "o-", color="0.5", markerfacecolor="C0")
+    for e, x, y in zip(ep, energy_j, history["val_acc"]):
+        ax[1, 0].annotate(str(e), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax[1, 0].set(title="Accuracy vs energy (labels: epoch)", xlabel="energy per sample (J)",
+                 ylabel="validation accuracy")  # fmt: skip
+    ax[1, 1].plot(ep, history["train_loss"], marker="o", label="train")
     if history.get("val_loss"):
-        ax[1, 1].plot(ep, history["val_loss"], label="val")
-    ax[1, 1].set(title="Loss", xlabel="epoch")
-    ax[1, 1].legend()
-    fig.tight_layout()
+        ax[1, 1].plot(ep, history["val_loss"], marker="o", label="validation")
+    ax[1, 1].set(title="Loss", xlabel="epoch", ylabel="cross-entropy (task loss)")
+    ax[1, 1].legend(loc="best")
+    for a in (ax[0, 0], ax[0, 1], ax[1, 1]):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for a in ax.ravel():
+        a.grid(alpha=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)  # atomic: a reader never sees half a PNG
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
     return path
