@@ -16,6 +16,7 @@ module's runner allocated and owns (``braingate.nn.event_rnn``), kept alive by t
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ __all__ = ["RNN", "RNN_LAYER", "RNNRunner", "fuse_delta_rnn"]
 #: The op's row: ``layers`` (L), ``lstm`` (1 for an LSTM, 0 for a GRU), ``sub`` (address of the
 #: ``(L, len(RNN_LAYER))`` int64 layer table) and ``resync`` (address of the ``(B,)`` int64
 #: re-sync work of this step, zeroed at every step and written by the runner's re-syncs).
-RNN = Layout("delta_rnn", "layers lstm sub resync")
+RNN = Layout("delta_rnn", "sig layers lstm sub resync")
 
 #: One layer's row in the table. ``in_size`` = n, ``out_size`` = H, ``G`` gates, ranks ``Rx``,
 #: ``Rh``. Input factor: ``x_hat`` (B, n), ``zx`` / ``zx_hat`` (B, Rx), ``yx`` (B, G·H) (the
@@ -39,15 +40,21 @@ RNN = Layout("delta_rnn", "layers lstm sub resync")
 #: ``Usx_t`` (Rx, G·H), ``bx`` (G·H), ``thx`` (n), ``thzx`` (Rx); hidden factor likewise with
 #: ``h``. ``hidden`` / ``cell`` (B, H): ``h_{t−1}`` and the LSTM cell. Counters (int64):
 #: ``counts_x`` / ``counts_h`` (B, 5) in :data:`braingate.state.COUNT_FIELDS` order, events per
-#: unit ``units_x`` (n), ``units_h`` (H), ``lat_x`` (Rx), ``lat_h`` (Rh).
+#: unit ``units_x`` (n), ``units_h`` (H), ``lat_x`` (Rx), ``lat_h`` (Rh). Scratch of the step
+#: (contents never read across steps): ``mx`` / ``mh`` (B, G·H) the memories with bias,
+#: ``buf`` (G·H) float and ``bits`` (G·H) int32 for the gates.
 RNN_LAYER = Layout(
     "delta_rnn_layer",
     "G Rx Rh x_hat zx zx_hat yx gsx gx Vx Usx_t bx thx thzx "
     "h_hat zh zh_hat yh gsh gh Vh Ush_t bh thh thzh hidden cell "
-    "counts_x counts_h units_x units_h lat_x lat_h",
+    "counts_x counts_h units_x units_h lat_x lat_h mx mh buf bits",
 )
 
 _W = len(RNN_LAYER)
+#: Fingerprint of both layouts, compiled into the kernels and written into every row (``sig``):
+#: a kernel compiled for another layout (a stale on-disk numba cache) refuses the row instead of
+#: reading addresses from the wrong columns.
+_SIG = zlib.crc32(" ".join(RNN.fields + RNN_LAYER.fields).encode()) & 0x3FFFFFFF
 
 if AVAILABLE:
     from numba import njit
@@ -67,6 +74,7 @@ if AVAILABLE:
     _P = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
     _P2, _P3, _P4, _P5, _P6, _P7 = _P[2:]
     _ONE = np.float32(1.0)
+    _I32 = np.zeros(1, np.int32)  # type witness of the int32 scratch
 
     @njit(nogil=True, cache=True)
     def _sigmoid_f32(v, bits, lo, hi):
@@ -85,12 +93,11 @@ if AVAILABLE:
             v[k] = _ONE / (_ONE + v[k] * scale[k])
 
     @njit(nogil=True, cache=True)
-    def _gates_f32(mx, mh, hidden, c, lstm, out):
-        """The GRU / LSTM update of every sample (float32, vectorised exp)."""
+    def _gates_f32(mx, mh, hidden, c, lstm, out, buf, bits):
+        """The GRU / LSTM update of every sample (float32, vectorised exp; ``buf`` float and
+        ``bits`` int32 scratch of ``G·H``)."""
         B, H = hidden.shape
         G = 4 if lstm else 3
-        buf = np.empty(G * H, np.float32)
-        bits = np.empty(G * H, np.int32)
         two = np.float32(2.0)
         for b in range(B):
             if lstm:
@@ -150,8 +157,8 @@ if AVAILABLE:
         n, H, G, Rx, Rh = d[A.in_size], d[A.out_size], d[A.G], d[A.Rx], d[A.Rh]
         GH = G * H
         hidden = view(d[A.hidden], f, (B, H))
-        mh = np.empty((B, GH), f.dtype)
-        mx = np.empty((B, GH), f.dtype)
+        mh = view(d[A.mh], f, (B, GH))
+        mx = view(d[A.mx], f, (B, GH))
         _event_step(
             hidden, view(d[A.h_hat], f, (B, H)), view(d[A.zh], f, (B, Rh)),
             view(d[A.zh_hat], f, (B, Rh)), view(d[A.yh], f, (B, GH)),
@@ -170,12 +177,15 @@ if AVAILABLE:
         )  # fmt: skip
         c = view(d[A.cell], f, (B, H))
         if f.itemsize == 4:
-            _gates_f32(mx, mh, hidden, c, lstm, out)
+            _gates_f32(mx, mh, hidden, c, lstm, out, view(d[A.buf], f, (GH,)),
+                       view(d[A.bits], _I32, (GH,)))  # fmt: skip
         else:
             _gates_libm(mx, mh, hidden, c, lstm, out)
 
     @njit(nogil=True, cache=True)
     def _step(h, row, f, g):
+        if row[C.sig] != _SIG:
+            raise RuntimeError("delta_rnn kernel compiled for another row layout: clear the cache")
         B = h.shape[0]
         L = row[C.layers]
         sub = view(row[C.sub], row, (L, _W))
@@ -191,6 +201,8 @@ if AVAILABLE:
 
     @njit(nogil=True, cache=True)
     def _reset(B, row, f, g):
+        if row[C.sig] != _SIG:
+            raise RuntimeError("delta_rnn kernel compiled for another row layout: clear the cache")
         L = row[C.layers]
         sub = view(row[C.sub], row, (L, _W))
         for layer in range(L):
@@ -458,8 +470,10 @@ class RNNRunner:
         for layer, ((n, Rx, Rh), g) in enumerate(zip(m._sizes(), self.args, strict=True)):
             shapes = {"x_hat": (B, n), "zx": (B, Rx), "zx_hat": (B, Rx), "yx": (B, GH),
                       "h_hat": (B, H), "zh": (B, Rh), "zh_hat": (B, Rh), "yh": (B, GH),
-                      "hidden": (B, H), "cell": (B, H)}  # fmt: skip
+                      "hidden": (B, H), "cell": (B, H), "mx": (B, GH), "mh": (B, GH),
+                      "buf": (GH,)}  # fmt: skip
             a = {k: np.zeros(s, dt) for k, s in shapes.items()}
+            a["bits"] = np.zeros(GH, np.int32)
             a["gsx"] = g["gx"].copy()
             a["gsh"] = g["gh"].copy()
             if states is not None:
@@ -492,14 +506,14 @@ class RNNRunner:
                 "gx": (B, Rx), "Vx": (n, Rx), "Usx_t": (Rx, GH), "bx": (GH,), "thx": (n,),
                 "thzx": (Rx,), "gh": (B, Rh), "Vh": (H, Rh), "Ush_t": (Rh, GH), "bh": (GH,),
                 "thh": (H,), "thzh": (Rh,), "units_x": (n,), "units_h": (H,), "lat_x": (Rx,),
-                "lat_h": (Rh,),
+                "lat_h": (Rh,), "mx": (B, GH), "mh": (B, GH), "buf": (GH,), "bits": (GH,),
             }  # fmt: skip
             f_dt = a["hidden"].dtype
             vals = {"in_size": n, "out_size": H, "G": G, "Rx": Rx, "Rh": Rh}
             for k, shape in want.items():
                 arr = a.get(k, g.get(k, u.get(k)))
                 dt = np.bool_ if k in ("gsx", "gsh", "gx", "gh") else f_dt
-                dt = np.int64 if k in _UNITS else dt
+                dt = np.int64 if k in _UNITS else np.int32 if k == "bits" else dt
                 if arr.shape != shape or arr.dtype != dt or not arr.flags.c_contiguous:
                     return f"array {k} has {arr.dtype} {arr.shape}, the kernel needs {shape}"
                 vals[k] = arr.ctypes.data
@@ -510,8 +524,9 @@ class RNNRunner:
         if self.counts.shape != (L, 2, B, 5) or self.resync_buf.shape != (B,):
             return "counters of another batch size"
         n0 = m._sizes()[0][0]
-        self.row = RNN.pack(in_size=n0, out_size=H, layers=L, lstm=int(m.cell == "lstm"),
-                            sub=sub.ctypes.data, resync=self.resync_buf.ctypes.data)  # fmt: skip
+        self.row = RNN.pack(in_size=n0, out_size=H, sig=_SIG, layers=L,
+                            lstm=int(m.cell == "lstm"), sub=sub.ctypes.data,
+                            resync=self.resync_buf.ctypes.data)  # fmt: skip
         self.desc = np.array([self.row], np.int64)
         self.keep = tuple(keep)
         self.step_fn = chain_kernels(("delta_rnn",))[0]
@@ -662,10 +677,7 @@ class RNNRunner:
                 return reason
         self.counted = True
         watch = (
-            (self.__dict__, "arrays", self.arrays),
-            (self.__dict__, "args", self.args),
-            (self.__dict__, "counts", self.counts),
-            (self.__dict__, "desc", self.desc),
+            (self.__dict__, "desc", self.desc),  # replaced with the arrays, args and counters
             (m.__dict__, "_execution", m._execution),
             (m.__dict__, "_runner", self),
             (m.__dict__, "resync_every", m.resync_every),

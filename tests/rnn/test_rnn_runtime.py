@@ -141,3 +141,17 @@ def test_vectorised_float32_sigmoid_is_accurate():
     _sigmoid_f32(out, np.empty(v.size, np.int32), 0, v.size)
     exact = 1 / (1 + np.exp(-v.astype(np.float64)))
     assert np.abs(out - exact).max() < 2e-7
+
+
+def test_a_row_of_another_layout_is_refused_before_any_read():
+    """A kernel from a stale on-disk cache compiled for other columns must not read the row."""
+    m = EventGRU(3, 4, 2)
+    m.execution = "event"
+    x = torch.randn(1, 3)
+    with torch.no_grad():
+        m(x)
+    r = m._runner
+    desc = r.desc.copy()
+    desc[0, 2] += 1  # the layout fingerprint column
+    with pytest.raises(RuntimeError, match="another row layout"):
+        r.step_fn(x.data_ptr(), 1, desc, np.zeros(1, np.float32), np.zeros(1, np.bool_))
