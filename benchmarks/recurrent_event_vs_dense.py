@@ -254,7 +254,7 @@ def main() -> None:
     summary = []
     for name in sorted({r["dataset"] for r in rows}):
         rs = [r for r in rows if r["dataset"] == name]
-        mean = lambda k: float(np.mean([r[k] for r in rs]))  # noqa: E731
+        mean = lambda k, rs=rs: float(np.mean([r[k] for r in rs]))  # noqa: E731
         summary.append({"dataset": name, "seeds": len(rs), "acc_torch_dense": mean("acc_torch_dense"),
                         "acc_dense": mean("acc_dense"), "acc_event": mean("acc_event"),
                         "drop_points": 100 * (mean("acc_torch_dense") - mean("acc_event")),
