@@ -49,14 +49,21 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
     R = V.shape[1]
     m = Us_t.shape[1]
     act = np.empty(R, np.int64)
-    sent = np.empty(n, np.uint8)
-    # non-finite input is refused before anything is written (x - x is NaN for NaN and ±inf;
-    # a sum keeps the loop branch-free)
-    poison = 0.0
+    sent = np.empty((B, n), np.uint8)
+    nes = np.empty(B, np.int64)
+    # pass 1, nothing written yet: a branch-free (vectorisable) threshold test, and non-finite
+    # input refused before any state changes (x - x is NaN for NaN and ±inf)
+    poison = 0
     for b in range(B):
+        ne = 0
         for i in range(n):
-            poison += x[b, i] - x[b, i]
-    if poison != 0.0 or poison != poison:
+            v = x[b, i]
+            poison += (v - v) != 0  # an integer sum: the loop stays vectorisable
+            hit = abs(v - x_hat[b, i]) > th[i]
+            sent[b, i] = hit
+            ne += hit
+        nes[b] = ne
+    if poison:
         raise ValueError(NONFINITE)
     for b in range(B):
         gate_ops = 0
@@ -81,16 +88,12 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
             if g:
                 act[na] = j
                 na += 1
-        # two passes: a branch-free (vectorisable) threshold test, then only the events
-        ne = 0
-        for i in range(n):
-            hit = abs(x[b, i] - x_hat[b, i]) > th[i]
-            sent[i] = hit
-            ne += hit
+        # pass 2: only the events
+        ne = nes[b]
         i = 0
         found = 0
         while found < ne:
-            if sent[i]:
+            if sent[b, i]:
                 found += 1
                 d = x[b, i] - x_hat[b, i]
                 x_hat[b, i] = x[b, i]

@@ -60,12 +60,13 @@ class _Context(NamedTuple):
     gate_sum: np.ndarray  # (R,) active samples per unit
     active: np.ndarray  # (B,) active units per sample
     mean_active: float
-    scale: Tensor  # s ⊙ g, (R,) or (B, R)
-    U_t: Tensor  # Uᵀ view, (R, m)
+    scale: Tensor  # s ⊙ g, (B, R)
     dense_counts: np.ndarray  # counts of a dense step, (B, 5)
     t_dense: float  # predicted seconds of a dense step
+    U_t: Tensor  # Uᵀ view, (R, m)
     cost: object  # the CostModel in force when the context was built
     tracked: tuple  # tensors whose in-place edits invalidate it (see _kernel_array)
+    gate_version: int  # the layer's gate version the gate fields were computed at
 
 
 class _Hot(NamedTuple):
@@ -199,6 +200,8 @@ class EventRunner:
                _threshold_key(layer, "latent_threshold", P), id(cost), optimizer_steps())  # fmt: skip
         ctx = self._ctx
         if ctx is not None and ctx.key == key:
+            if ctx.gate_version != layer._gate_version:
+                ctx = self.regate(layer, ctx, gate, B)
             return ctx
         n, m, R = self.n, self.m, self.rank
         if U.shape != (m, R) or s.shape != (R,) or V.shape != (n, R):
@@ -217,15 +220,13 @@ class EventRunner:
             self._basis, self._mark = basis, None
             if self.state is not None:
                 self._resync(layer)
-        st = self.state
-        if self._fresh and st is not None and st.gate.shape[0] == B:
-            st.gate.copy_(gate.expand(B, -1))  # a zero state is consistent with any gate
+        self._fresh_gate(gate, B)
         with torch.no_grad():
             g = gate.expand(B, -1).contiguous()
             # every kernel argument is a copy the runtime owns: the user may move or free the
             # original tensors at any time (share_memory_, set_, del); edits are noticed
             # through the tracked version counters and rebuild the copies
-            g_np = owned(g.cpu().numpy())
+            g_np = np.array(g.cpu().numpy(), copy=True, order="C")
             dt = np.float64 if U.dtype == torch.float64 else np.float32
             wide = torch.float64 if dt is np.float64 else torch.float32  # bfloat16 / half: f32
             Us_t = owned((U * s).t().contiguous().to(wide).cpu().numpy())
@@ -236,17 +237,45 @@ class EventRunner:
             th = _kernel_array(layer.threshold, self.n, dt, tracked)
             args = (g_np, Vn, Us_t, bias, th, _kernel_array(layer.latent_threshold, self.rank, dt,
                                                            tracked))  # fmt: skip
-            active = g_np.sum(-1).astype(np.int64)
-            dense_counts = np.zeros((B, 5), np.int64)
-            dense_counts[:, 0], dense_counts[:, 1], dense_counts[:, 4] = self.n, active, active
-            dense_counts[:, 2] = (self.n + self.m) * active
-            scale = (s * gate).detach()
+        self._ctx = _Context(key, args, *self._gate_fields(g, g_np, s, B, cost), U.detach().t(),
+                             cost, tuple(tracked), layer._gate_version)  # fmt: skip
+        return self._ctx
+
+    def _fresh_gate(self, gate: Tensor, B: int) -> None:
+        st = self.state
+        if self._fresh and st is not None and st.gate.shape[0] == B:
+            st.gate.copy_(gate.expand(B, -1))  # a zero state is consistent with any gate
+
+    def _gate_fields(self, g: Tensor, g_np: np.ndarray, s: Tensor, B: int, cost) -> tuple:
+        """The context fields that depend on the gate (``g`` (B, R) and its kernel array)."""
+        active = g_np.sum(-1).astype(np.int64)
+        dense_counts = np.zeros((B, 5), np.int64)
+        dense_counts[:, 0], dense_counts[:, 1], dense_counts[:, 4] = self.n, active, active
+        dense_counts[:, 2] = (self.n + self.m) * active
         mean_active = float(active.sum()) / B
-        self._ctx = _Context(
-            key, args, g, bool(g_np.all()), g_np.sum(0).astype(np.int64), active, mean_active,
-            scale, U.detach().t(), dense_counts, cost.dense_time(B, self.n, self.m, mean_active),
-            cost, tuple(tracked),
-        )  # fmt: skip
+        with torch.no_grad():
+            scale = (s * g).detach() if not bool(g_np.all()) else s.detach().expand(B, -1)
+        return (g, bool(g_np.all()), g_np.sum(0).astype(np.int64), active, mean_active, scale,
+                dense_counts, cost.dense_time(B, self.n, self.m, mean_active))  # fmt: skip
+
+    def regate(self, layer, ctx: _Context, gate: Tensor, B: int) -> _Context:
+        """A new gate (per step, e.g. a scheduler's per-sample ranks) on an unchanged context:
+        the kernel's gate array is overwritten in place (its address stays valid for compiled
+        steps) and only the gate-dependent fields are recomputed — no factor copies."""
+        if gate.dim() == 2 and gate.shape[0] != B:
+            raise ValueError(
+                f"per-sample gate for B={gate.shape[0]} does not match batch {B}; "
+                "call set_active_blocks with a (B, blocks) mask for this batch"
+            )
+        self._fresh_gate(gate, B)
+        g = gate.expand(B, -1)
+        g_np = ctx.kernel_args[0]
+        np.copyto(g_np, g.cpu().numpy())
+        fields = self._gate_fields(g, g_np, layer._parameters["s"], B, ctx.cost)
+        names = ("gate", "full_gate", "gate_sum", "active", "mean_active", "scale",
+                 "dense_counts", "t_dense")  # fmt: skip
+        self._ctx = ctx._replace(**dict(zip(names, fields, strict=True)),
+                                 gate_version=layer._gate_version)  # fmt: skip
         return self._ctx
 
     def ensure_state(self, layer, ctx: _Context) -> None:
@@ -282,6 +311,11 @@ class EventRunner:
         # the context key ends with the optimizer-step count it was built at (see context())
         if version_sum(hot.tracked) != hot.version_sum or optimizer_steps() != hot.ctx.key[-1]:
             return None
+        if layer._gate_version != hot.ctx.gate_version:  # a new gate: a step input, in place
+            gate = layer.gate_units()
+            if gate.dim() == 2 and gate.shape[0] != hot.shape[0]:
+                return None
+            hot = self._hot = hot._replace(ctx=self.regate(layer, hot.ctx, gate, hot.shape[0]))
         B = hot.shape[0]
         if auto:
             ctx = hot.ctx

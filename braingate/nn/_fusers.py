@@ -88,7 +88,8 @@ def _fuse_linear(layer: EventLinear, B: int, dtype, in_shape) -> Row | str:
         (layer.__dict__, "_runner", r),
     )
     return Row("event_linear", row, keep, (layer.in_features,), (layer.out_features,), watch,
-               ctx.tracked, ((layer.__dict__, "_epoch"),), (), _LinearStepper(layer))  # fmt: skip
+               ctx.tracked, ((layer.__dict__, "_epoch"), (layer.__dict__, "_gate_version")), (),
+               _LinearStepper(layer))  # fmt: skip
 
 
 @register_fuser(LIF)

@@ -118,7 +118,8 @@ class EventLinear(EventModule):
         self._gate: Tensor | None = None  # None: all on; else bool (R,) or (B, R)
         self.register_buffer("_all_on", torch.ones(rank, dtype=torch.bool, device=device), False)
         self._runner = EventRunner(n, m, rank)
-        self._epoch = 0  # bumped by every change the event runtime caches (gate, thresholds)
+        self._gate_version = 0  # bumped by set_active_blocks: a step input, no context rebuild
+        self._epoch = 0  # bumped by every other change the event runtime caches (thresholds)
         self.reset_parameters()
 
     # -- parameters -----------------------------------------------------------------------------
@@ -250,7 +251,7 @@ class EventLinear(EventModule):
                 f"set_active_blocks takes an int, a bool tensor or None, got "
                 f"{type(k_or_mask).__name__}"
             )
-        self._epoch += 1
+        self._gate_version += 1
 
     @property
     def active_rank(self) -> Tensor:

@@ -53,8 +53,10 @@ def chain_kernels(ops: tuple[str, ...]) -> tuple[Callable, Callable]:
     return kernels
 
 
-def _body(n_ops: int, resets: list[bool]) -> list[str]:
+def _body(n_ops: int, resets: list[bool], first_inplace: bool = False) -> list[str]:
     lines = ["def chain_step(x_addr, B, desc, f, g):", "    h = view(x_addr, f, (B, desc[0, 0]))"]
+    if first_inplace:  # the caller's input is never written
+        lines.append("    h = h.copy()")
     lines += [f"    h = s{k}(h, desc[{k}], f, g)" for k in range(n_ops)]
     lines += ["    return h", "", "", "def chain_reset(B, desc, f, g):", "    pass"]
     lines += [f"    r{k}(B, desc[{k}], f, g)" for k in range(n_ops) if resets[k]]
@@ -67,7 +69,8 @@ def _in_memory(found: list) -> tuple[Callable, Callable]:
     ns: dict = {"view": view}
     for k, op in enumerate(found):
         ns[f"s{k}"], ns[f"r{k}"] = op.step, op.reset
-    exec("\n".join(_body(len(found), [op.reset is not None for op in found])) + "\n", ns)
+    body = _body(len(found), [op.reset is not None for op in found], found[0].inplace)
+    exec("\n".join(body) + "\n", ns)
     return njit(nogil=True)(ns["chain_step"]), njit(nogil=True)(ns["chain_reset"])
 
 
@@ -92,7 +95,7 @@ def _from_file(found: list) -> tuple[Callable, Callable] | None:
         lines.append(f"from {sm} import {sn} as s{k}")
         if rm:
             lines.append(f"from {rm} import {rn} as r{k}")
-    body = _body(len(found), [op.reset is not None for op in found])
+    body = _body(len(found), [op.reset is not None for op in found], found[0].inplace)
     src = (
         "\n".join(lines)
         + "\n\n\n@njit(nogil=True, cache=True)\n"

@@ -53,16 +53,21 @@ POOL = Layout("pool", "C H W Ho Wo kh kw sh sw ph pw dh dw mode prev prev_out va
 if AVAILABLE:
     from numba import njit
 
-    @njit(nogil=True, cache=True, inline="always")
-    def _scatter(z, V, b, row, io, jo, Wo, R, d, act, na):
-        base = io * Wo + jo
-        if na == R:
-            for r in range(R):
-                z[b, base * R + r] += d * V[row, r]
-        else:
-            for a in range(na):
-                r = act[a]
-                z[b, base * R + r] += d * V[row, r]
+    @njit(nogil=True, cache=True)
+    def _taps(n, o_n, k, s, p, d):
+        """Per input index ``i < n``: the taps ``k`` and outputs ``o < o_n`` with
+        ``o·s − p + k·d = i`` (``cnt[i]`` of them), so the hot loop does no division."""
+        cnt = np.zeros(n, np.int64)
+        tk = np.empty((n, k), np.int64)
+        to = np.empty((n, k), np.int64)
+        for o in range(o_n):
+            for kk in range(k):
+                i = o * s - p + kk * d
+                if 0 <= i < n:
+                    tk[i, cnt[i]] = kk
+                    to[i, cnt[i]] = o
+                    cnt[i] += 1
+        return cnt, tk, to
 
     @njit(nogil=True, cache=True)
     def conv_event_np(h, x_hat, z, z_hat, y, gstate, dirty, gate, V, Us_t, bias, th, thz, out,
@@ -79,20 +84,24 @@ if AVAILABLE:
                 poison += h[b, q] - h[b, q]
         if poison != 0.0 or poison != poison:
             raise ValueError(NONFINITE)
+        rn, rk, ro = _taps(H, Ho, kh, sh, ph, dh)
+        cn, ck, co = _taps(W, Wo, kw, sw, pw, dw)
         act = np.empty(R, np.int64)
         dlist = np.empty(P, np.int64)
         acc = np.empty(Co, h.dtype)
+        sent = np.empty(C * HW, np.uint8)
         for b in range(B):
+            hb, xb, zb, zhb, yb = h[b], x_hat[b], z[b], z_hat[b], y[b]
             gate_ops = 0
             na = 0
             for r in range(R):  # gate changes are events too
                 g = gate[b, r]
                 if gstate[b, r] and not g:
                     for p in range(P):
-                        c0 = z_hat[b, p * R + r]
+                        c0 = zhb[p * R + r]
                         if c0 != 0:
                             for o in range(Co):
-                                y[b, o * P + p] -= c0 * Us_t[r, o]
+                                yb[o * P + p] -= c0 * Us_t[r, o]
                     gate_ops += Co * P
                 elif g and not gstate[b, r]:
                     for io in range(Ho):
@@ -105,64 +114,73 @@ if AVAILABLE:
                                         continue
                                     for kj in range(kw):
                                         j = jo * sw - pw + kj * dw
-                                        if j < 0 or j >= W:
-                                            continue
-                                        s0 += x_hat[b, c * HW + i * W + j] * V[(c * kh + ki) * kw
-                                                                               + kj, r]  # fmt: skip
+                                        if 0 <= j < W:
+                                            s0 += (
+                                                xb[c * HW + i * W + j]
+                                                * V[(c * kh + ki) * kw + kj, r]
+                                            )
                             p = io * Wo + jo
-                            z[b, p * R + r] = s0
-                            z_hat[b, p * R + r] = s0
+                            zb[p * R + r] = s0
+                            zhb[p * R + r] = s0
                             for o in range(Co):
-                                y[b, o * P + p] += s0 * Us_t[r, o]
+                                yb[o * P + p] += s0 * Us_t[r, o]
                     gate_ops += (C * kh * kw + Co) * P
                 gstate[b, r] = g
                 if g:
                     act[na] = r
                     na += 1
-            # input events: scatter each into the latent positions it reaches
+            full_gate = na == R
+            # input events, two passes: a branch-free threshold test, then only the events
             ne = 0
+            for c in range(C):
+                tc = th[c]
+                for q in range(c * HW, (c + 1) * HW):
+                    hit = abs(hb[q] - xb[q]) > tc
+                    sent[q] = hit
+                    ne += hit
+            if pixel and ne:  # a pixel is sent with all its channels
+                ne = 0
+                for q in range(HW):
+                    anyc = False
+                    for c in range(C):
+                        anyc |= sent[c * HW + q] != 0
+                    for c in range(C):
+                        sent[c * HW + q] = anyc
+                    ne += anyc * C
             reached = 0
             nd = 0
-            for i in range(H):
-                for j in range(W):
-                    send = False
-                    if pixel:
-                        for c in range(C):
-                            q = c * HW + i * W + j
-                            if abs(h[b, q] - x_hat[b, q]) > th[c]:
-                                send = True
-                                break
-                    for c in range(C):
-                        q = c * HW + i * W + j
-                        d = h[b, q] - x_hat[b, q]
-                        if not (send or abs(d) > th[c]):
-                            continue
-                        x_hat[b, q] = h[b, q]
-                        ne += 1
-                        in_units[c] += 1
-                        for ki in range(kh):
-                            ti = i + ph - ki * dh
-                            if ti < 0 or ti % sh:
-                                continue
-                            io = ti // sh
-                            if io >= Ho:
-                                continue
-                            for kj in range(kw):
-                                tj = j + pw - kj * dw
-                                if tj < 0 or tj % sw:
-                                    continue
-                                jo = tj // sw
-                                if jo >= Wo:
-                                    continue
-                                reached += 1
-                                if d != 0:
-                                    _scatter(z, V, b, (c * kh + ki) * kw + kj, io, jo, Wo, R, d,
-                                             act, na)  # fmt: skip
-                                p = io * Wo + jo
-                                if not dirty[b, p]:
-                                    dirty[b, p] = True
-                                    dlist[nd] = p
-                                    nd += 1
+            found = 0
+            q = 0
+            while found < ne:
+                if not sent[q]:
+                    q += 1
+                    continue
+                found += 1
+                c, ij = q // HW, q % HW
+                i, j = ij // W, ij % W
+                d = hb[q] - xb[q]
+                xb[q] = hb[q]
+                in_units[c] += 1
+                reached += rn[i] * cn[j]
+                for a in range(rn[i]):
+                    io = ro[i, a]
+                    rowk = (c * kh + rk[i, a]) * kw
+                    for e in range(cn[j]):
+                        p = io * Wo + co[j, e]
+                        v = rowk + ck[j, e]
+                        off = p * R
+                        if full_gate:
+                            for r in range(R):
+                                zb[off + r] += d * V[v, r]
+                        else:
+                            for t in range(na):
+                                r = act[t]
+                                zb[off + r] += d * V[v, r]
+                        if not dirty[b, p]:
+                            dirty[b, p] = True
+                            dlist[nd] = p
+                            nd += 1
+                q += 1
             # latent events at the positions reached (all of them after a re-sync / new θ_z)
             full = dirty[b, P]
             count = P if full else nd
@@ -170,29 +188,29 @@ if AVAILABLE:
             for t in range(count):
                 p = t if full else dlist[t]
                 dirty[b, p] = False
+                off = p * R
                 any_ev = False
                 for a in range(na):
                     r = act[a]
-                    k = p * R + r
-                    dz = z[b, k] - z_hat[b, k]
+                    dz = zb[off + r] - zhb[off + r]
                     if abs(dz) > thz[r]:
-                        z_hat[b, k] = z[b, k]
+                        zhb[off + r] = zb[off + r]
                         nl += 1
                         lat_units[r] += 1
                         if not any_ev:
-                            for o in range(Co):
-                                acc[o] = 0.0
+                            acc[:] = 0.0
                             any_ev = True
                         for o in range(Co):
                             acc[o] += dz * Us_t[r, o]
                 if any_ev:
                     for o in range(Co):
-                        y[b, o * P + p] += acc[o]
+                        yb[o * P + p] += acc[o]
             dirty[b, P] = False
+            ob = out[b]
             for o in range(Co):
                 bo = bias[o]
-                for p in range(P):
-                    out[b, o * P + p] = y[b, o * P + p] + bo
+                for p in range(o * P, (o + 1) * P):
+                    ob[p] = yb[p] + bo
             counts[b, 0] = ne
             counts[b, 1] = nl
             counts[b, 2] = reached * na + nl * Co
@@ -247,82 +265,76 @@ if AVAILABLE:
     Q = POOL.at
 
     @njit(nogil=True, cache=True)
-    def _window(o, s, p, k, d, n):
-        """First tap and tap count of output ``o``'s window that lie inside ``[0, n)``."""
-        start = o * s - p
-        k0 = 0
-        while k0 < k and start + k0 * d < 0:
-            k0 += 1
-        k1 = k
-        while k1 > k0 and start + (k1 - 1) * d >= n:
-            k1 -= 1
-        return start, k0, k1
-
-    @njit(nogil=True, cache=True)
-    def _pool_rows(h, pout, b, c, rows, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, mode):
-        """Pool the output rows flagged in ``rows`` of channel ``c`` of sample ``b`` into
-        ``pout``."""
-        js, jb0 = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
-        jb1, wdiv = np.empty(Wo, np.int64), np.empty(Wo, np.int64)
-        for jo in range(Wo):
-            js[jo], jb0[jo], jb1[jo] = _window(jo, sw, pw, kw, dw, W)
-            wdiv[jo] = min(js[jo] + kw, W + pw) - js[jo]  # count_include_pad: clipped to padding
-        src = c * H * W
-        for io in range(Ho):
-            if not rows[io]:
-                continue
-            i0, a0, a1 = _window(io, sh, ph, kh, dh, H)
-            o = c * Ho * Wo + io * Wo
-            for jo in range(Wo):
-                pout[b, o + jo] = -np.inf if mode == 0 else 0
-            for ki in range(a0, a1):
-                base = src + (i0 + ki * dh) * W
-                for jo in range(Wo):
-                    acc = pout[b, o + jo]
-                    for kj in range(jb0[jo], jb1[jo]):
-                        v = h[b, base + js[jo] + kj * dw]
-                        if mode != 0:
-                            acc += v
-                        elif v > acc or v != v:  # NaN propagates, as in torch
-                            acc = v
-                    pout[b, o + jo] = acc
-            if mode == 1:
-                hi = min(i0 + kh, H + ph) - i0
-                for jo in range(Wo):
-                    pout[b, o + jo] /= hi * wdiv[jo]
-            elif mode == 2:
-                for jo in range(Wo):
-                    pout[b, o + jo] /= (a1 - a0) * (jb1[jo] - jb0[jo])
+    def _windows(o_n, s, p, k, d, n, pad_n):
+        """Per output ``o``: first valid tap, end of valid taps, window start, and the
+        count_include_pad extent (window clipped to the padded input)."""
+        w = np.empty((o_n, 4), np.int64)
+        for o in range(o_n):
+            start = o * s - p
+            k0 = 0
+            while k0 < k and start + k0 * d < 0:
+                k0 += 1
+            k1 = k
+            while k1 > k0 and start + (k1 - 1) * d >= n:
+                k1 -= 1
+            w[o, 0], w[o, 1], w[o, 2] = k0, k1, start
+            w[o, 3] = min(start + k, n + pad_n) - start
+        return w
 
     @njit(nogil=True, cache=True)
     def _pool(h, row, f, g):
         B = h.shape[0]
         C, H, W, Ho, Wo = row[Q.C], row[Q.H], row[Q.W], row[Q.Ho], row[Q.Wo]
-        kh, sh, ph, dh = row[Q.kh], row[Q.sh], row[Q.ph], row[Q.dh]
+        kh, kw, sh, sw, ph, pw = row[Q.kh], row[Q.kw], row[Q.sh], row[Q.sw], row[Q.ph], row[Q.pw]
+        dh, dw, mode = row[Q.dh], row[Q.dw], row[Q.mode]
         prev = view(row[Q.prev], f, (B, C * H * W))
         pout = view(row[Q.prev_out], f, (B, C * Ho * Wo))
         valid = view(row[Q.valid], g, (B,))
+        wr = _windows(Ho, sh, ph, kh, dh, H, ph)
+        wc = _windows(Wo, sw, pw, kw, dw, W, pw)
+        rn, rk, ro = _taps(H, Ho, kh, sh, ph, dh)  # output rows whose window holds input row i
         rows = np.empty(Ho, np.bool_)
         for b in range(B):
+            hb, pb, ob = h[b], prev[b], pout[b]
             for c in range(C):
                 full = not valid[b]
                 rows[:] = full
+                src = c * H * W
                 for i in range(H):  # input rows that changed since the last step
-                    base = c * H * W + i * W
+                    base = src + i * W
                     changed = full
                     if not full:
-                        for j in range(W):
-                            changed |= h[b, base + j] != prev[b, base + j]
-                    if not changed:
+                        for j in range(base, base + W):
+                            changed |= hb[j] != pb[j]
+                    if changed:
+                        for j in range(base, base + W):
+                            pb[j] = hb[j]
+                        for a in range(rn[i]):
+                            rows[ro[i, a]] = True
+                for io in range(Ho):
+                    if not rows[io]:
                         continue
-                    for j in range(W):
-                        prev[b, base + j] = h[b, base + j]
-                    for io in range(Ho):  # output rows whose window holds input row i
-                        t = i - (io * sh - ph)
-                        if t >= 0 and t % dh == 0 and t // dh < kh:
-                            rows[io] = True
-                _pool_rows(h, pout, b, c, rows, C, H, W, Ho, Wo, kh, row[Q.kw], sh, row[Q.sw],
-                           ph, row[Q.pw], dh, row[Q.dw], row[Q.mode])  # fmt: skip
+                    a0, a1, i0 = wr[io, 0], wr[io, 1], wr[io, 2]
+                    o = c * Ho * Wo + io * Wo
+                    for jo in range(Wo):
+                        ob[o + jo] = -np.inf if mode == 0 else 0
+                    for ki in range(a0, a1):
+                        base = src + (i0 + ki * dh) * W
+                        for jo in range(Wo):
+                            acc = ob[o + jo]
+                            start = base + wc[jo, 2]
+                            for kj in range(wc[jo, 0], wc[jo, 1]):
+                                v = hb[start + kj * dw]
+                                if mode != 0:
+                                    acc += v
+                                elif v > acc or v != v:  # NaN propagates, as in torch
+                                    acc = v
+                            ob[o + jo] = acc
+                    for jo in range(Wo):
+                        if mode == 1:
+                            ob[o + jo] /= wr[io, 3] * wc[jo, 3]
+                        elif mode == 2:
+                            ob[o + jo] /= (a1 - a0) * (wc[jo, 1] - wc[jo, 0])
             valid[b] = True
         out = np.empty((B, C * Ho * Wo), f.dtype)
         out[:] = pout

@@ -24,13 +24,12 @@ if AVAILABLE:
 
     @njit(nogil=True, cache=True)
     def _relu(h, row, f, g):
-        out = np.empty_like(h)
         B, n = h.shape
         for r in range(B):
             for c in range(n):
-                v = h[r, c]
-                out[r, c] = v if v > 0 else 0
-        return out
+                if h[r, c] < 0:
+                    h[r, c] = 0
+        return h
 
     L = LIF_LAYOUT.at
 
@@ -46,7 +45,7 @@ if AVAILABLE:
     def _lif_reset(B, row, f, g):
         view(row[L.mem], f, (B * row[L.in_size],))[:] = 0
 
-    OPS.add("relu", Op("relu", RELU, _relu))
+    OPS.add("relu", Op("relu", RELU, _relu, inplace=True))
     OPS.add("lif", Op("lif", LIF_LAYOUT, _lif, _lif_reset))
 
 

@@ -38,15 +38,18 @@ class Op(NamedTuple):
         name: registry key.
         layout: its descriptor row's columns.
         step: numba function ``(h, row, f, g) -> out``: ``h`` the ``(B, in_size)`` input (never
-            written), ``row`` the int64 descriptor row (also the int64 type witness), ``f`` /
+            written unless ``inplace``), ``row`` the int64 descriptor row (also the int64 type witness), ``f`` /
             ``g`` arrays of the float and bool dtypes (type witnesses); ``out`` ``(B, out_size)``.
         reset: numba function ``(B, row, f, g) -> None`` zeroing the op's state, or None.
+        inplace: ``step`` may overwrite ``h`` and return it (elementwise ops); the chain hands
+            it a copy when ``h`` is the caller's input.
     """
 
     name: str
     layout: Layout
     step: Callable
     reset: Callable | None = None
+    inplace: bool = False
 
 
 class Row(NamedTuple):

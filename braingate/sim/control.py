@@ -47,11 +47,12 @@ class execution:
 def reset(model: nn.Module) -> None:
     """Clear the state of every stateful module in ``model`` (nested ones included).
 
-    Calls ``reset()`` on braingate modules and ``reset_mem()`` on each snntorch neuron *instance*
+    Calls ``reset()`` on every event layer and braingate module and ``reset_mem()`` on each snntorch neuron *instance*
     (snntorch's own ``reset_hidden`` is class-wide: it would reset every network's neurons).
     """
     for m in model.modules():
-        if type(m).__module__.startswith("braingate") and callable(getattr(m, "reset", None)):
+        own = isinstance(m, EventModule) or type(m).__module__.startswith("braingate")
+        if own and callable(getattr(m, "reset", None)):
             m.reset()
         elif type(m).__module__.startswith("snntorch") and hasattr(m, "reset_mem"):
             m.reset_mem()

@@ -111,22 +111,34 @@ class EventChain:
             for s in self._steppers:
                 s.started()
             self._after_reset = False
-        h = x
         B = x.shape[0]
-        for seg in self._plan:
-            if type(seg) is _Compiled:
-                if h.dtype is not self.dtype or not h.is_contiguous():
-                    h = h.to(self.dtype).contiguous()
-                out = seg.step(h.data_ptr(), B, seg.desc, *self._types)
-                h = torch.from_numpy(out)
-                if len(seg.out_shape) != 1:
-                    h = h.view(B, *seg.out_shape)
-            else:
-                h = seg(h)
+        plan = self._plan
+        if len(plan) == 1 and type(plan[0]) is _Compiled:  # the whole model in one call
+            seg = plan[0]
+            h = torch.from_numpy(seg.step(x.data_ptr(), B, seg.desc, *self._types))
+            if len(seg.out_shape) != 1:
+                h = h.view(B, *seg.out_shape)
+        else:
+            h = x
+            for seg in plan:
+                h = self._exec(seg, h, B) if type(seg) is _Compiled else seg(h)
         self._pending += 1
         if self._pending >= self._due:
             self._flush_steps()
         return h
+
+    def _exec(self, seg: _Compiled, h: Tensor, B: int) -> Tensor:
+        """One compiled segment on ``h`` (made C-contiguous in the chain's dtype first: the kernel
+        reads it by address)."""
+        if type(h) is not Tensor or h.dtype is not self.dtype or not h.is_contiguous():
+            h = torch.as_tensor(h).to(self.dtype).contiguous()
+        if h.numel() != B * seg.in_size or not h.is_cpu or h.requires_grad:
+            raise ValueError(
+                f"a compiled segment expects {seg.in_size} features per sample, got "
+                f"{tuple(h.shape)}; the model's modules do not fit together"
+            )
+        out = torch.from_numpy(seg.step(h.data_ptr(), B, seg.desc, *self._types))
+        return out.view(B, *seg.out_shape) if len(seg.out_shape) != 1 else out
 
     def _call_checked(self, x) -> Tensor:
         """A first step, a step after a change or reset, or input the fast test did not accept."""
@@ -141,10 +153,10 @@ class EventChain:
             or not _kernels.AVAILABLE
         ):
             return self.model(x)  # nothing has run yet: the module path raises the precise error
+        x = (x.detach() if x.requires_grad else x).contiguous()
         if self._plan is None or x.shape != self._shape or not self._still_valid():
-            if not self._lower(x):
-                return self.model(x)  # e.g. a batch change mid-stream: the module path says so
-        return self._run((x.detach() if x.requires_grad else x).contiguous())
+            return self._lower_and_run(x)
+        return self._run(x)
 
     def reset(self) -> None:
         """:func:`braingate.reset` of the model, the lowered modules' part in compiled calls.
@@ -186,35 +198,39 @@ class EventChain:
         self._pending, self._due = 0, max(1, due)
 
     # -- lowering -------------------------------------------------------------------------------
-    def _lower(self, x: Tensor) -> bool:
-        """Lower the model for the batch and per-sample shape of ``x`` (False: cannot, the
-        module path runs this step instead)."""
+    def _lower_and_run(self, x: Tensor) -> Tensor:
+        """Lower the model for the batch and per-sample shape of ``x`` while running this step.
+
+        Runs of modules with fusers become compiled segments; a module without one (or whose
+        fuser declines) is called as a module, and lowering resumes after it with the shape it
+        produced."""
         self._flush_steps()
+        self._plan = None  # until the lowering below completes
         B, dtype = x.shape[0], x.dtype
-        slots = _slots(self.model)
+        self._types = _WITNESS[dtype]
+        self.dtype = dtype
         plan, run, keep, watch, tracked, epochs, ptrs, steppers = [], [], [], [], [], [], [], []
-        shape = tuple(x.shape[1:])
+        shape, h = tuple(x.shape[1:]), x
 
-        def close_run() -> None:
+        def close_run(h: Tensor) -> Tensor:
             if run:
-                plan.append(_compile(run))
+                seg = _compile(run)
+                plan.append(seg)
                 run.clear()
+                h = self._exec(seg, h, B)
+            return h
 
-        for container, key, m in slots:
+        for container, key, m in _slots(self.model):
             if container is not None:
                 watch.append((container, key, m))  # net[2] = other: lowered again
             fuser = fuser_for(m)
             row = fuser(m, B, dtype, shape) if fuser is not None else None
-            if not isinstance(row, Row):  # not lowered: this and every later module run as calls
-                close_run()
+            if not isinstance(row, Row) or (not row.op and not run):
+                h = close_run(h)  # not lowered (or a bare reshape): a module call
                 plan.append(m)
-                shape = None  # unknown until the module runs; the rest is not lowered
-                rest = slots[slots.index((container, key, m)) + 1 :]
-                for c, k, mm in rest:
-                    if c is not None:
-                        watch.append((c, k, mm))
-                    plan.append(mm)
-                break
+                h = m(h)
+                shape = tuple(h.shape[1:])
+                continue
             if row.op:
                 run.append(row)
             keep += row.keep
@@ -226,21 +242,22 @@ class EventChain:
                 steppers.append(row.stepper)
                 row.stepper.listen(self._listener)
             shape = tuple(row.out_shape)
-        close_run()
+        h = close_run(h)
         self._plan = plan
-        self._types = _WITNESS[dtype]
-        self.dtype = dtype
         self._shape = x.shape
         self._keep = keep
         self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
         self._tracked = tracked
         self._steppers = steppers
         self._version_sum = version_sum(tracked)
-        self._epoch_sum = sum(d.get(k, 0) for d, k in epochs)
+        self._epoch_values = [(d, k, d[k]) for d, k in epochs]
         self._optimizer_steps = optimizer_steps()
-        self._after_reset = True  # the first step tells the steppers they started
-        self._pending, self._due = 0, 1
-        return True
+        for s in steppers:  # this step ran: the layers' streams started
+            s.started()
+        self._after_reset = False
+        self._pending, self._due = 1, 1
+        self._flush_steps()
+        return h
 
     def _still_valid(self) -> bool:
         """Nothing the lowered arguments depend on changed.
@@ -257,9 +274,11 @@ class EventChain:
         for t, ptr in self._ptrs:
             if t.data_ptr() != ptr:
                 return False
+        for d, key, value in self._epoch_values:
+            if d[key] != value:
+                return False
         return (
             version_sum(self._tracked) == self._version_sum
-            and sum(d.get(k, 0) for d, k in self._epochs) == self._epoch_sum
             and optimizer_steps() == self._optimizer_steps
         )
 
