@@ -24,6 +24,9 @@ __all__ = [
 
 AVAILABLE = False
 if os.environ.get("BRAINGATE_DISABLE_NUMBA", "") not in ("1", "true"):
+    from braingate._numba_cache import clear_stale_caches
+
+    clear_stale_caches()  # before any cached kernel is loaded
     try:
         from numba import njit
 

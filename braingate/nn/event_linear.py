@@ -289,12 +289,20 @@ class EventLinear(EventModule):
         self._runner._basis = None  # the accumulators no longer match the factors: re-sync
 
     def _apply(self, fn, recurse: bool = True):
-        # .to(), .cuda(), .double(): tensors move, so cached views and the state are stale
+        # .to(), .double(), .share_memory(): parameters move or change type. The stream goes on:
+        # its state is converted by the same function (the runtime re-adopts it into arrays it
+        # owns at the next compiled step); cached kernel arguments are rebuilt.
         out = super()._apply(fn, recurse)
         if self._gate is not None:
             self._gate = fn(self._gate)
         self._epoch += 1
-        self._runner.reset(drop=True)
+        r = self._runner
+        if r.state is not None and r._mark is None:
+            with torch.no_grad():
+                r.state = EventState(*(fn(t) for t in r.state))
+            r._views, r._hot = None, None
+        else:
+            r.reset(drop=True)
         return out
 
     def dense_weight(self) -> Tensor:

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from braingate._numba_cache import FINGERPRINT
 from braingate.runtime.ops import OPS
 from braingate.runtime.ptr import AVAILABLE, view
 
@@ -104,7 +105,7 @@ def _from_file(found: list) -> tuple[Callable, Callable] | None:
         )
         + "\n"
     )
-    digest = hashlib.sha1(src.encode()).hexdigest()[:16]
+    digest = hashlib.sha1((src + FINGERPRINT).encode()).hexdigest()[:16]
     try:
         folder = _cache_dir()
         path = folder / f"chain_{digest}.py"

@@ -220,7 +220,9 @@ class EventChain:
                 h = self._exec(seg, h, B)
             return h
 
-        for container, key, m in _slots(self.model):
+        slots = _slots(self.model)
+        sizes = {id(c): (c, len(c)) for c, _, _ in slots if c is not None}
+        for container, key, m in slots:
             if container is not None:
                 watch.append((container, key, m))  # net[2] = other: lowered again
             fuser = fuser_for(m)
@@ -247,6 +249,7 @@ class EventChain:
         self._shape = x.shape
         self._keep = keep
         self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
+        self._sizes = list(sizes.values())  # net.append(...) / del net[i]: lowered again
         self._tracked = tracked
         self._steppers = steppers
         self._version_sum = version_sum(tracked)
@@ -273,6 +276,9 @@ class EventChain:
                 return False
         for t, ptr in self._ptrs:
             if t.data_ptr() != ptr:
+                return False
+        for container, size in self._sizes:
+            if len(container) != size:
                 return False
         for d, key, value in self._epoch_values:
             if d[key] != value:
