@@ -2,7 +2,7 @@
 
 ``nn.GRU`` -> :class:`~braingate.nn.event_rnn.EventGRU`, ``nn.LSTM`` -> ``EventLSTM``,
 ``nn.GRUCell`` / ``nn.LSTMCell`` -> their event cells, by truncated SVD of every ``W_ih`` and
-``W_hh`` (:data:`CONVERTERS_RNN`, to be registered in :data:`braingate.convert.CONVERTERS`).
+``W_hh``; importing this module registers them in :data:`braingate.convert.CONVERTERS`.
 The converted module takes the same call and returns the same thing in dense mode, so a model
 whose forward calls ``self.gru(xs)`` keeps working.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from braingate.convert import CONVERTERS, Converter
 from braingate.functional.rnn_events import GATES
 from braingate.nn.event_rnn import EventGRU, EventGRUCell, EventLSTM, EventLSTMCell
 
@@ -111,6 +112,7 @@ def absorbs(mod: nn.Module, nxt: nn.Module | None) -> bool:
     return False
 
 
-#: torch type -> ``(full_rank, build, absorbs)``: the rows for ``braingate.convert.CONVERTERS``
-#: (``Converter(*row)``).
+#: torch type -> ``(full_rank, build, absorbs)``: the rows registered in ``CONVERTERS``.
 CONVERTERS_RNN = {t: (full_rank, build, absorbs) for t in _TARGET}
+for _t, _row in CONVERTERS_RNN.items():
+    CONVERTERS.add(_t, Converter(*_row))

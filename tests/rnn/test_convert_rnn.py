@@ -5,21 +5,14 @@ import torch
 from torch import nn
 
 import braingate as bg
-from braingate.convert import CONVERTERS, Converter
+from braingate.convert import CONVERTERS
 from braingate.convert_rnn import CONVERTERS_RNN, build, plan_ranks
 from braingate.nn.event_rnn import EventGRU, EventGRUCell, EventLSTM, EventLSTMCell
 
 
-@pytest.fixture
-def registered():
-    """The rows of CONVERTERS_RNN in bg.convert's registry (added here until braingate
-    registers them itself; removed afterwards if this fixture added them)."""
-    added = [t for t in CONVERTERS_RNN if t not in CONVERTERS]
-    for t in added:
-        CONVERTERS.add(t, Converter(*CONVERTERS_RNN[t]))
-    yield
-    for t in added:
-        CONVERTERS._items.pop(t)
+def test_registered_in_convert():
+    for t in CONVERTERS_RNN:
+        assert t in CONVERTERS
 
 
 class Clf(nn.Module):
@@ -33,7 +26,7 @@ class Clf(nn.Module):
 
 
 @pytest.mark.parametrize("rnn", [nn.GRU(4, 8, num_layers=2), nn.LSTM(4, 8, batch_first=True)])
-def test_convert_full_rank_keeps_the_model_working(registered, rnn):
+def test_convert_full_rank_keeps_the_model_working(rnn):
     torch.manual_seed(0)
     model = Clf(rnn)
     xs = torch.randn(3, 6, 4) if rnn.batch_first else torch.randn(6, 3, 4)
@@ -44,7 +37,7 @@ def test_convert_full_rank_keeps_the_model_working(registered, rnn):
     assert model.conversion_report["rnn"]["converted"] and model.conversion_errors["rnn"] < 1e-5
 
 
-def test_convert_cells_and_low_rank_error(registered):
+def test_convert_cells_and_low_rank_error():
     torch.manual_seed(1)
     model = nn.ModuleDict({"a": nn.GRUCell(5, 6), "b": nn.LSTMCell(6, 6)})
     bg.convert(model, rank=3)
@@ -53,7 +46,7 @@ def test_convert_cells_and_low_rank_error(registered):
     assert 0 < model.conversion_errors["a"] < 1
 
 
-def test_bidirectional_is_refused_with_the_reason(registered):
+def test_bidirectional_is_refused_with_the_reason():
     model = nn.Sequential(nn.GRU(4, 5, bidirectional=True))
     with pytest.raises(ValueError, match="bidirectional"):
         bg.convert(model, rank=2)
