@@ -5,20 +5,24 @@ Three judges, each built from the exact (θ = 0) outputs on one part of the data
 
 - :class:`DecisionJudge` — labels (or the exact model's own decisions, ``metric="agreement"``)
   and a readout that turns outputs into decisions: ``"mean"`` / ``"last"`` (one per sample),
-  ``"step"`` (one per sample and step), or a callable ``(T, B, C) -> (B, C)``. A sample counts
-  as *lost* when the exact model got it right and the candidate gets it wrong, **or** eats more
-  than ``1/safety`` of the exact model's decision margin (top-1 minus runner-up logit): a near
-  miss on calibration data is a likely miss on unseen data, whose margins are smaller. With
-  ``ℓ_i = lost_i − gained_i`` over ``N`` units,
+  ``"step"`` (one per sample and step), or a callable ``(T, B, C) -> (B, C)``. Let ``m_i`` be the
+  exact model's decision margin (top-1 minus runner-up logit) and ``e_i = s·(m_i − m'_i)`` the
+  part of it a candidate eats, times ``safety`` ``s``. A unit the exact model got right is
+  *lost* when the candidate gets it wrong or ``e_i > m_i`` (a near miss on calibration data is
+  a likely miss on unseen data). Unseen data pair margins and erosions afresh, so the estimate
+  also pairs every correct margin with every erosion seen:
 
   .. math::
-      \widehat{\mathrm{drop}} = \tfrac1N \textstyle\sum_i ℓ_i,\qquad
-      \mathrm{margin} = z\,\sqrt{\textstyle\sum_i ℓ_i^2 + 1}\,/\,N
+      \widehat{\mathrm{drop}} = \max\Big(\tfrac1N \textstyle\sum_i (\mathrm{lost}_i -
+      \mathrm{gained}_i),\ \tfrac1{N^2} \textstyle\sum_{i\,\mathrm{correct}} \sum_j
+      [e_j > m_i]\Big),\qquad
+      \mathrm{margin} = z\,\sqrt{k + 1}\,/\,N
 
-  (the paired standard error, with one pseudo-loss so that "nothing lost yet" on few samples is
-  not taken as certainty), and a candidate is accepted when ``drop + margin ≤ tolerance``. When
-  even a loss-free candidate fails that (``z/N > tolerance``: the data cannot resolve the
-  tolerance) the judge is *strict*: no unit may be lost at all.
+  with ``k`` the units lost or gained (or ``N·drop`` if larger): the paired standard error
+  with one pseudo-loss, so that "nothing lost yet" on few samples is not taken as certainty. A
+  candidate is accepted when ``drop + margin ≤ tolerance``. When even a loss-free candidate
+  fails that (``z/N > tolerance``: the data cannot resolve the tolerance) the judge is *strict*:
+  nothing may be lost, and no erosion may exceed any correct margin.
 - :class:`ErrorJudge` — no labels: the relative output error ``‖y − y_exact‖ / ‖y_exact‖`` (of
   the readout, or of every step), with a bootstrap standard error over samples.
 - :class:`MetricJudge` — a callable metric ``(outputs, target) -> float`` (higher is better),
