@@ -277,6 +277,9 @@ def write_json_atomic(path: Path, payload: dict) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=1)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a plain file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
