@@ -20,8 +20,11 @@ block ("splittable") is bounded as ``min(A, B)`` over the two cases of any place
   neurons and each free unit its producer row (1 neuron, the row's synapses) plus ``n_S``
   synapses; every other unit pays at least ``prefix[1]`` (the knapsack as above).
 * B — free units on two routers or more: every row of S then has pieces on two routers, and
-  its partial sums (rate: the row's measured events, :mod:`hwmaps.hypergraph`) cross at least
-  one hop: ``Σ_rows ev · prefix[1]``, shared evenly among the sink sets holding the block.
+  its partial sums cross at least one hop. Their rate (:mod:`hwmaps.hypergraph`) is
+  ``ev_r·√s_r`` with ``s_r`` the share of the row's input events held by pieces; a piece off
+  the accumulator's router holds a unit with events, so ``s_r ≥ s_min`` (the smallest share of
+  one such unit): ``Σ_rows ev_r·√s_min · prefix[1]``, shared evenly among the sink sets holding
+  the block.
 
 A splittable producer row is charged one synapse (its piece may read a single input).
 
@@ -83,6 +86,17 @@ def _case_a(w, syn, units, blocks, names, rooms) -> float:
     return _paid(float(w.sum()), free_w)
 
 
+def _case_b_rate(block, events) -> float:
+    """Least partial-sum events per step of a V block whose rows all have a piece off the
+    accumulator's router (case B): ``Σ_rows ev_r · √s_min``."""
+    own = events[block.dest][block.dest_start : block.dest_start + block.rows]
+    src = np.asarray(block.source_events)
+    if not src.any():
+        return 0.0
+    s_min = float(src[src > 0].min() / src.sum())
+    return float(np.nansum(own)) * math.sqrt(s_min)
+
+
 def _paid(total: float, free: float) -> float:
     """total - free, with float noise (below 1e-9 of total) counted as 0."""
     d = total - free
@@ -132,8 +146,7 @@ def noc_lower_bound(network: Network, chip: ChipSpec) -> float:
         if names & splittable:
             rooms = (room_n, room_s, chip.fan_in if cpr == 1 else None)
             a = _case_a(w, syn, units, blocks, names, rooms) * prefix[1]
-            b = sum(float(np.nansum(events[blocks[n].dest][blocks[n].dest_start :][
-                :blocks[n].rows])) / share[n] for n in names) * prefix[1]  # fmt: skip
+            b = sum(_case_b_rate(blocks[n], events) / share[n] for n in names) * prefix[1]
             total += min(a, b)
             continue
         n_s = sum(blocks[chunks[k][0]].rows for k in ks)

@@ -11,15 +11,25 @@ block's first column tile, which holds the accumulating units. One *gather* net 
 ``w · Σ_{c ∈ cores(pins), c ≠ core(src)} hop(c, core(src))`` — pieces sharing a core send one
 merged partial sum, pieces on the accumulator's core send none (hop energy is symmetric, so
 the cost has the multicast form; :func:`core_traffic` books it in the reverse direction).
-Rate ``w`` (assumption): a partial sum is sent when the piece's contribution changes; we take
-the measured events per step of the accumulated unit (for a V block: the layer's latent unit)
-as that rate; for units whose events are unknown (outputs), ``min(1, Σ source events of the
-pieces)`` (an accumulator changes at most once a step). Nets with the same source, sinks and
-kind are merged (weights add).
+Rate ``w`` (an estimate, checked against the simulated protocol in
+benchmarks/partial_sums.py): a piece sends its partial sum when it moved more than θ_z since
+last sent (:mod:`hwmaps.partial_sums`), as the layer sends a latent unit. The full sum moves at
+the accumulated unit's measured rate ``ev_r``; a partial sum moves by the part of that change its
+inputs cause, and a sum of many event contributions moves with the square root of the events
+it holds, so
+
+.. math:: w_r = ev_r \\sqrt{s_r},\\qquad s_r = \\frac{\\sum_{i \\in \\text{pieces}} ev_i}{\\sum_i ev_i}
+
+(``s_r``: the share of the row's input events read outside the accumulating tile). On real
+traces this is 0.8–1.8× the simulated protocol; the earlier ``w_r = ev_r`` was 1.1–5.1×. For
+units whose events are unknown (outputs), ``min(1, Σ source events of the pieces)`` (an
+accumulator changes at most once a step). Nets with the same source, sinks and kind are merged
+(weights add).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,10 +133,12 @@ def build(network: Network, tiles: Sequence[Tile]) -> Hypergraph:
     for (name, r), ps in pieces.items():
         b = blocks[name]
         own = float(events[offset[b.dest] + b.dest_start + r])
-        if own >= 0:
-            w = own
+        held = sum(sum(b.source_events[tiles[p].col0 : tiles[p].col1]) for p in ps)
+        if own >= 0:  # sqrt model (module docstring); 0 when the row reads no events at all
+            row_events = sum(b.source_events)
+            w = own * math.sqrt(held / row_events) if row_events > 0 else 0.0
         else:
-            w = min(1.0, sum(sum(b.source_events[tiles[p].col0 : tiles[p].col1]) for p in ps))
+            w = min(1.0, held)
         key = (mains[(name, r)], tuple(sorted(ps)))
         gathers[key] = gathers.get(key, 0.0) + w
         gcount[key] = gcount.get(key, 0) + 1

@@ -44,14 +44,16 @@ def test_gather_nets_merge_pieces_sharing_a_core():
              Tile("1.V0", 0, 4, 6, 11), Tile("1.V0", 0, 4, 11, 16), Tile("1.U", 0, 8, 0, 4)]  # fmt: skip
     hg = build(net, tiles)
     assert hg.gather.sum() == 1 and hg.count[hg.gather].item() == 4  # one net, 4 rank units
-    assert hg.weight[hg.gather].item() == pytest.approx(4 * 0.5)  # the rank units' events
+    # rate: the rank units' events x sqrt(share of the row's input events held by pieces)
+    rate = 4 * 0.5 * np.sqrt(10 / 16)
+    assert hg.weight[hg.gather].item() == pytest.approx(rate)
     # both pieces on core 1, accumulator on core 0: one partial sum per unit, from 1 to 0
     W = core_traffic(hg, np.array([0, 0, 0, 1, 1, 0]), 2)
-    assert W[1, 0] == pytest.approx(2.0)  # not 4.0: the two pieces merge
+    assert W[1, 0] == pytest.approx(rate)  # not twice: the two pieces merge
     assert W[0, 1] == pytest.approx(0.4 * 10)  # their inputs 6..15 still travel once
     # pieces on the accumulator's core send nothing
     W = core_traffic(hg, np.array([0, 0, 0, 0, 1, 0]), 2)
-    assert W[1, 0] == pytest.approx(2.0)
+    assert W[1, 0] == pytest.approx(rate)
     W = core_traffic(hg, np.zeros(6, dtype=np.int64), 1)
     assert W[0, 0] == pytest.approx(0.5 * 4 + 0.4 * 16 + 0.5 * 4)  # no partial sums
     assert W[1, 0] == pytest.approx(0.2 * 8)  # external inputs row
@@ -132,3 +134,21 @@ def test_traffic_uses_the_split_when_it_pays(rng):
     seq = hwmaps.map_network(net, chip, "sequential")
     assert hwmaps.estimate(p).breakdown["noc"] < 0.5 * hwmaps.estimate(seq).breakdown["noc"]
     assert noc_lower_bound(net, chip) <= hwmaps.estimate(p).breakdown["noc"]
+
+
+def test_partial_sum_protocol_counts_what_it_sends():
+    """hwmaps.partial_sums: sigma-delta on partial sums with residual carry; the full-input
+    group reproduces the latent events of the layer (send when |z - ẑ| > θ_z)."""
+    from hwmaps.partial_sums import protocol_sends
+
+    V = np.array([[1.0], [1.0]])
+    # x̂ over 4 steps, batch 1: partial sums of input 0 alone: 0.3, 0.6, 0.6, 0.9
+    xhat = np.array([[[0.3, 0.0]], [[0.6, 0.5]], [[0.6, 0.5]], [[0.9, 0.5]]])
+    # input 0 alone, θ_z = 0.5: 0.3 (no), 0.6 (send, ŝ = 0.6), 0.6 (no), 0.9 (no: 0.3 <= 0.5)
+    assert protocol_sends(V, xhat, [(0, np.array([0]))], 0.5).tolist() == [1.0]
+    # both inputs: 0.3, 1.1 (send), 1.1, 1.4 (no) -> 1; θ_z = 0.2: 0.3, 1.1, 1.1, 1.4 -> 3
+    both = (0, np.array([0, 1]))
+    assert protocol_sends(V, xhat, [both], 0.5).tolist() == [1.0]
+    assert protocol_sends(V, xhat, [both], 0.2).tolist() == [3.0]
+    with pytest.raises(ValueError, match="must be"):
+        protocol_sends(V, xhat[..., :1], [both], 0.2)
