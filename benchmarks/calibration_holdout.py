@@ -252,7 +252,7 @@ def summarise(rows: list[dict]) -> dict:
     per = []
     for (task, tol), rs in groups.items():
         per.append({
-            "task": task, "tolerance": tol, "cases": len(rs),
+            "task": task, "tolerance": tol, "cases": len(rs), "cal_n": rs[0]["cal_samples"],
             "passed": sum(r["pass"] for r in rs),
             "mean_drop": statistics.fmean(r["drop"] for r in rs),
             "max_drop": max(r["drop"] for r in rs),
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": time.perf_counter() - t0,
     }  # fmt: skip
     write_json_atomic(Path(args.out), payload)
-    cols = ["task", "tolerance", "cases", "passed", "mean_drop", "max_drop",
+    cols = ["task", "tolerance", "cal_n", "cases", "passed", "mean_drop", "max_drop",
             "mean_saving_vs_dense", "mean_saving_vs_exact"]  # fmt: skip
     fmt = {"tolerance": "{:.2f}", "mean_drop": "{:+.4f}", "max_drop": "{:+.4f}",
            "mean_saving_vs_dense": "{:.1f}x", "mean_saving_vs_exact": "{:.2f}x"}  # fmt: skip

@@ -259,12 +259,15 @@ def _unresolved(judge, plan: Plan) -> str:
     n = judge.units
     if isinstance(judge, J.DecisionJudge):
         need = math.ceil(plan.z / plan.tolerance)
+        # one-sided upper bound on a loss rate after 0 losses in n trials (Clopper-Pearson)
+        bound = 1.0 - (1.0 - plan.confidence) ** (1.0 / n)
         return (
             f"the calibration data gives {n} decisions: one is {100 / n:.2g} points, so a drop of "
             f"tolerance={plan.tolerance} cannot be told from sampling noise at confidence="
             f"{plan.confidence} (that needs >= {need} decisions). The search is strict instead: "
-            f"no decision may change or lose more than {1 / plan.safety:.0%} of its margin. Pass "
-            "more samples or a larger tolerance"
+            f"no decision may change or lose more than {1 / plan.safety:.0%} of its margin; even "
+            f"so, a drop of up to {bound:.1%} on unseen data cannot be ruled out at that "
+            "confidence. Pass more samples or a larger tolerance"
         )
     return (
         f"the calibration data has {n} sample: no estimate of the metric's sampling noise, so "
