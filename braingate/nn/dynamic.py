@@ -10,20 +10,36 @@ import torch
 from torch import Tensor, nn
 
 from braingate.energy.estimator import PerfEstimator, energy_of
-from braingate.functional.lowrank import lowrank_linear, svd_factorize
+from braingate.functional.lowrank import svd_factorize
 from braingate.nn.event_linear import EventLinear
 from braingate.scheduling.base import RankScheduler, check_budget, check_rank_range
+from braingate.scheduling.budget import describe_range
 from braingate.scheduling.masks import (
     block_ends,
     blocks_to_unit_mask,
     ranks_to_blocks,
-    soft_unit_mask,
-    straight_through,
+    realisable_ranks,
 )
 from braingate.scheduling.schedulers import ComplexityRankScheduler
-from braingate.scheduling.scorers import MLPComplexityScorer
+from braingate.scheduling.scorers import LatentScorer, scorer_flops
 
-__all__ = ["DynamicLowRankLayer", "sanitize_input"]
+__all__ = ["DynamicLowRankLayer", "canonical_factors", "rank_block_ends", "sanitize_input"]
+
+# Latent units the default scorer reads at most (its input width; a design choice: the first
+# units carry the largest singular values, and a wider input costs FLOPs on every sample).
+SCORER_UNITS = 16
+
+
+def rank_block_ends(r_min: int, r_max: int, num_gate_blocks: int) -> Tensor:
+    """Block ends of a rank range: the first at ``r_min``, then near-equal blocks to ``r_max``
+    (``min(num_gate_blocks, r_max - r_min + 1)`` blocks, two at least when ``r_min < r_max``).
+
+    Shape: ``(K,)`` LongTensor.
+    """
+    blocks = min(num_gate_blocks, r_max - r_min + 1)
+    if r_min == r_max:
+        return torch.tensor([r_max])
+    return block_ends(r_max, max(blocks, 2), first=r_min)
 
 
 def sanitize_input(x: Tensor, owner: nn.Module) -> Tensor:
@@ -40,6 +56,57 @@ def sanitize_input(x: Tensor, owner: nn.Module) -> Tensor:
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+@torch.no_grad()
+def canonical_factors(U: Tensor, s: Tensor, V: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same product ``U diag(s) Vᵀ`` with orthonormal factors and sorted singular values.
+
+    .. math::
+        U = Q_U R_U,\\; V = Q_V R_V,\\; R_U \\mathrm{diag}(s) R_V^T = P \\Sigma Q^T
+        \\;\\Rightarrow\\; U' = Q_U P,\\; s' = \\mathrm{diag}(\\Sigma),\\; V' = Q_V Q
+
+    Every prefix ``U'_{<r} diag(s'_{<r}) V'^T_{<r}`` is then the best rank-``r`` approximation
+    of the product (Eckart–Young). Column signs follow the old columns where they agree, so a
+    product that is already canonical keeps its factors. Cost ``O((n + m) R^2)``.
+
+    Shape: ``(m, R), (R,), (n, R)`` in and out.
+    """
+    dt = U.dtype
+    qu, ru = torch.linalg.qr(U.double())
+    qv, rv = torch.linalg.qr(V.double())
+    p, sv, qh = torch.linalg.svd((ru * s.double()) @ rv.t())
+    Un, Vn = qu @ p, qv @ qh.t()
+    sign = torch.sign((Un * U.double()).sum(0) + (Vn * V.double()).sum(0))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return (Un * sign).to(dt), sv.to(dt), (Vn * sign).to(dt)
+
+
+class _ScorerObjective(torch.autograd.Function):
+    """Identity on ``y``; its backward also hands the scorer the gradient of its own objective.
+
+    With ``g = ∂L/∂y`` (what the task loss sends back) and ``δ_i = y_i^{(r_max)} - y_i^{(r_min)}``
+    (the upper units' share of sample i's output), the first-order loss increase of dropping
+    sample i to ``r_min`` is :math:`\\Delta_i = -g_i \\cdot \\delta_i`. The scorer regresses the
+    batch quantile of :math:`\\Delta_i`, :math:`q_i \\in [0, 1]`: loss
+    :math:`\\tfrac{1}{2B} \\sum_i (c_i - q_i)^2`, whose gradient is returned for the scores.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, scores: Tensor, delta: Tensor) -> Tensor:
+        ctx.save_for_backward(scores, delta)
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        scores, delta = ctx.saved_tensors
+        gain = -(grad_y.detach() * delta).sum(dim=1)
+        B = gain.numel()
+        if B > 1:
+            target = torch.argsort(torch.argsort(gain)).to(scores.dtype) / (B - 1)
+        else:
+            target = torch.full_like(scores, 0.5)
+        return grad_y, (scores - target) / B, None
+
+
 class DynamicLowRankLayer(nn.Module):
     """Low-rank linear layer whose active rank is chosen per sample.
 
@@ -47,31 +114,48 @@ class DynamicLowRankLayer(nn.Module):
         c_i = \\mathrm{scorer}(x_i), \\quad r_i = \\mathrm{scheduler}(c_i, \\text{budget}), \\quad
         y_i = U\\,\\mathrm{diag}(s \\odot g_i)\\,V^T x_i + b
 
-    The rank ``r_max`` is split into ``num_gate_blocks`` contiguous blocks; ``g_i`` switches on
-    the fewest leading blocks covering ``r_i``. In training the mask is straight-through,
-    :math:`g = h + \\tilde g - \\mathrm{sg}(\\tilde g)` with the soft prefix mask
-    :math:`\\tilde g_{ij} = \\sigma((\\rho_i - j - 1/2)/\\tau)` at
-    :math:`\\rho_i = r_{min} + c_i (r_{max} - r_{min})`, so the scorer receives gradient.
-    ``budget`` (mJ per sample, as priced by ``estimator``) is a hard cap: no sample's rank
-    costs more, even if that means fewer than ``r_min`` units (a warning says so).
+    **Ranks.** The factors have ``capacity`` units (default ``r_max``); at inference a sample
+    uses a prefix of ``r_i`` units, ``r_min <= r_i <= r_max``, realised by gate blocks: the
+    first block ends at ``r_min`` (so the floor is realisable) and ``num_gate_blocks - 1``
+    near-equal blocks reach ``r_max``. A scheduler rank that is not a block end is rounded
+    *down* to one (never above what it asked for; ``r_min`` at least), with a one-time warning
+    that names the rank used.
+
+    **Training** (``forward`` in training mode with gradients, dense execution): a sample uses
+    all ``capacity`` units, except a fraction ``nested`` of samples that use a random block
+    end in ``[r_min, r_max]`` (nested dropout, Rippel et al., ICML 2014), so downstream layers
+    also learn to read truncated outputs. When the layer next runs outside training it
+    re-factors its weights with :func:`canonical_factors` (the product is unchanged), so every
+    prefix is the best truncation of what was learned. The scorer is trained by its own
+    objective (see :class:`_ScorerObjective`): it learns which samples' loss rises most when
+    their rank drops from ``r_max`` to ``r_min`` — where rank matters — from the gradient the
+    task loss sends back, with no change to the user's training loop.
+
+    **Budget** (mJ per sample, as priced by ``estimator``, the scorer included) is a hard cap:
+    no sample's rank costs more, even if that means fewer than ``r_min`` units. A budget that
+    can never bind, or always binds, warns once with the layer's energy range.
 
     The factors live in an :class:`EventLinear` (``self.base``), so ``execution="event"``
     runs the same per-sample gates through its event path (one step ``(B, n)`` per call).
 
     Args:
         in_features, out_features: ``n``, ``m``.
-        r_max, r_min: rank range, ``1 <= r_min <= r_max <= min(n, m)``.
+        r_max, r_min: rank range at inference, ``1 <= r_min <= r_max <= min(n, m)``.
         scorer_hidden: hidden width of the default learned scorer.
-        num_gate_blocks: gate blocks, ``1 <= num_gate_blocks <= r_max``.
+        num_gate_blocks: gate blocks in ``[r_min, r_max]`` (fewer when fewer ranks lie there).
         scheduler: a ``RankScheduler`` (or name, or anything with ``schedule_rank``);
             default ``ComplexityRankScheduler(r_min, r_max)``.
         estimator: prices a rank (default ``PerfEstimator()``); ``estimate`` may return a dict
             with ``energy_mJ`` or a number (batch energy, mJ).
-        bias: learn a bias. scorer: replaces the learned scorer (e.g. ``InputChangeScorer()``).
+        bias: learn a bias. scorer: replaces the learned scorer (e.g. ``InputChangeScorer()``);
+            default :class:`LatentScorer` on the first ``min(r_min, 16)`` latent units.
         rank_bias: also learn a "switchable" bias per realised rank, ``y_i += c_{r_i}`` (a
-            table ``(r_max + 1, m)``, zero-initialised: one row read per sample, no FLOPs),
-            which lets each nested prefix recentre its output (cf. switchable BatchNorm).
-        temperature: soft-mask temperature, in units of one block.
+            table ``(capacity + 1, m)``, zero-initialised: one row read per sample, no FLOPs).
+        capacity: factor units, ``r_max <= capacity <= min(n, m)``. Units past ``r_max`` are
+            trained but never active at inference (train wide, run narrow).
+        nested: fraction of training samples at a random prefix rank, in ``[0, 1]``.
+        gate_unit: block size of ``self.base`` (its event-path gate granularity); default the
+            largest that divides every block end and ``capacity``.
 
     Shape: ``x (..., n) -> (y (..., m), ranks (N,))`` with ``N`` the product of the leading dims.
     """
@@ -89,8 +173,10 @@ class DynamicLowRankLayer(nn.Module):
         *,
         bias: bool = True,
         scorer: nn.Module | None = None,
-        temperature: float = 0.5,
         rank_bias: bool = False,
+        capacity: int | None = None,
+        nested: float = 0.25,
+        gate_unit: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -110,41 +196,62 @@ class DynamicLowRankLayer(nn.Module):
             raise ValueError(
                 f"num_gate_blocks={num_gate_blocks!r} must be an int in [1, r_max={r_max}]"
             )
-        if not temperature > 0:
-            raise ValueError(f"temperature={temperature!r} must be > 0")
+        capacity = r_max if capacity is None else capacity
+        if (
+            not isinstance(capacity, int)
+            or isinstance(capacity, bool)
+            or not r_max <= capacity <= full
+        ):
+            raise ValueError(
+                f"capacity={capacity!r} must be an int in [r_max={r_max}, min(in, out)={full}]"
+            )
+        if not isinstance(nested, (int, float)) or isinstance(nested, bool) or not 0 <= nested <= 1:
+            raise ValueError(f"nested={nested!r} must be a fraction in [0, 1]")
+        self._warned: set[str] = set()
         self.in_features, self.out_features = in_features, out_features
-        self.r_min, self.r_max, self.num_gate_blocks = r_min, r_max, num_gate_blocks
-        self.temperature = float(temperature)
-        self.register_buffer("ends", block_ends(r_max, num_gate_blocks), persistent=False)
-        # EventLinear needs equal blocks; when r_max is not a multiple, it gates single units.
-        self._ev_blocks = num_gate_blocks if r_max % num_gate_blocks == 0 else r_max
-        self.base = EventLinear(in_features, out_features, r_max, blocks=self._ev_blocks, bias=bias,
+        self.capacity, self.nested = capacity, float(nested)
+        self.num_gate_blocks = num_gate_blocks
+        self.r_min, self.r_max = r_min, r_max
+        self.register_buffer(
+            "ends", rank_block_ends(r_min, r_max, self.num_gate_blocks), persistent=False
+        )
+        if gate_unit is None:
+            gate_unit = math.gcd(capacity, *self.ends.tolist())
+        if not isinstance(gate_unit, int) or gate_unit < 1 or capacity % gate_unit:
+            raise ValueError(
+                f"gate_unit={gate_unit!r} must be a positive divisor of capacity={capacity}"
+            )
+        self.gate_unit = gate_unit
+        self._ev_blocks = capacity // gate_unit
+        self.base = EventLinear(in_features, out_features, capacity, blocks=self._ev_blocks, bias=bias,
                                 device=device, dtype=dtype)  # fmt: skip
         self._init_spectrum()
         self.rank_bias = (
-            nn.Parameter(torch.zeros(r_max + 1, out_features, device=device, dtype=dtype))
+            nn.Parameter(torch.zeros(capacity + 1, out_features, device=device, dtype=dtype))
             if rank_bias
             else None
         )
         self.scorer = (
             scorer
             if scorer is not None
-            else MLPComplexityScorer(in_features, scorer_hidden, device, dtype)
+            else LatentScorer(min(r_min, SCORER_UNITS), scorer_hidden, device, dtype)
         )
+        self._own_scheduler = scheduler is None or isinstance(scheduler, str)
         self.scheduler = scheduler
         self.estimator = estimator if estimator is not None else PerfEstimator()
-        self._energy_cache: dict[tuple[int, int], Tensor] = {}
-        self.budget: float | None = (
-            None  # used when forward() gets budget=None (e.g. set by Trainer)
-        )
+        self._energy_cache: dict[tuple, Tensor] = {}
+        self.budget: float | None = None  # used when forward() gets budget=None (e.g. Trainer)
+        self._trained = False  # trained through forward() since the last canonicalize()
+        self._steps, self._seen = 0, None  # optimizer steps seen, factor versions at last forward
         self.last_ranks: Tensor | None = None
+        self.last_train_ranks: Tensor | None = None
         self.last_scores: Tensor | None = None
         self.last_soft_rank: Tensor | None = None
         self.last_energy_mJ: Tensor | None = None
 
     def _init_spectrum(self) -> None:
         """Factor an ``nn.Linear``-style random weight, so ``s`` decays like a real spectrum."""
-        n, m, r = self.in_features, self.out_features, self.r_max
+        n, m, r = self.in_features, self.out_features, self.capacity
         with torch.no_grad():
             w = torch.empty(m, n, device=self.base.U.device).uniform_(-1.0, 1.0) / math.sqrt(n)
             if n * m <= 1 << 19:
@@ -164,6 +271,7 @@ class DynamicLowRankLayer(nn.Module):
 
     @scheduler.setter
     def scheduler(self, value: Any) -> None:
+        own = value is None or isinstance(value, str)
         if value is None:
             value = ComplexityRankScheduler(self.r_min, self.r_max)
         elif isinstance(value, str):
@@ -173,6 +281,43 @@ class DynamicLowRankLayer(nn.Module):
                 f"scheduler={value!r} has no schedule_rank(); pass a RankScheduler or a name"
             )
         self._scheduler = value
+        self._own_scheduler = own
+        self._warned.discard("realise")
+
+    def set_rank_range(self, r_min: int, r_max: int) -> None:
+        """Change the inference rank range (e.g. a LoRAven mode switch); factors are kept.
+
+        ``r_max`` may not exceed ``capacity``. Block ends are rebuilt (``r_min`` first); an
+        end that the event-path gate (blocks of ``gate_unit`` units) cannot realise is rounded
+        down to a multiple of ``gate_unit`` with a warning. A scheduler the layer built itself
+        follows the new range; one you passed keeps its own, and its ranks are realised as
+        usual.
+        """
+        r_min, r_max = check_rank_range(r_min, r_max)
+        if r_max > self.capacity:
+            raise ValueError(
+                f"r_max={r_max} exceeds this layer's capacity={self.capacity} factor units; "
+                f"pass r_max<={self.capacity} (or build the layer with capacity>={r_max})"
+            )
+        ends = rank_block_ends(r_min, r_max, self.num_gate_blocks)
+        if self.gate_unit > 1 and bool((ends % self.gate_unit).any()):
+            want = ends.tolist()
+            ends = torch.unique((ends // self.gate_unit).clamp(min=1) * self.gate_unit)
+            warnings.warn(
+                f"rank range [{r_min}, {r_max}] needs block ends {want}, but the event-path "
+                f"gate switches blocks of gate_unit={self.gate_unit} units; using ends "
+                f"{ends.tolist()} instead (rounded down). Build the layer with gate_unit=1 "
+                "for every rank to be realisable",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            r_min, r_max = int(ends[0]), int(ends[-1])
+        self.r_min, self.r_max = r_min, r_max
+        self.ends = ends.to(self.ends.device)
+        self._energy_cache.clear()
+        self._warned -= {"never", "always", "realise"}
+        if self._own_scheduler:
+            self._scheduler.r_min, self._scheduler.r_max = r_min, r_max
 
     @property
     def execution(self) -> str:
@@ -190,27 +335,79 @@ class DynamicLowRankLayer(nn.Module):
             if callable(getattr(obj, "reset", None)):
                 obj.reset()
 
+    @torch.no_grad()
+    def canonicalize(self) -> None:
+        """Re-factor in place with :func:`canonical_factors` (the layer's function is unchanged).
+
+        Runs on its own at the first forward outside training after training through
+        ``forward``; call it after editing the factors yourself.
+        """
+        b = self.base
+        U, s, V = canonical_factors(b.U, b.s, b.V)
+        b.U.copy_(U), b.s.copy_(s), b.V.copy_(V)
+        b.refresh()
+        self._trained = False
+
+    # Optimizer steps between re-factorings while training with nested ranks (a design choice:
+    # often enough that raw prefixes stay near the best truncations; measured in
+    # benchmarks/adaptive_rank_accuracy.py).
+    CANON_EVERY = 50
+
+    def _maybe_recanonicalize(self) -> None:
+        """Nested ranks train prefixes of the raw factors, so keep those near the best
+        truncations: re-factor every ``CANON_EVERY`` optimizer steps. A step is seen as a
+        change of the factors' version counters between two training forwards, so the
+        factors are never edited while a graph that saved them may still be backpropagated
+        (a layer applied several times before one backward is left alone)."""
+        b = self.base
+        seen = (b.U._version, b.s._version, b.V._version)
+        if self._seen is not None and seen != self._seen:
+            self._steps += 1
+            if self._steps % self.CANON_EVERY == 0:
+                self.canonicalize()
+                seen = (b.U._version, b.s._version, b.V._version)
+        self._seen = seen
+
+    # -- energy ---------------------------------------------------------------------------------
+    def scorer_energy_mJ(self) -> float:
+        """Per-sample energy of the scorer (mJ): its FLOPs at the estimator's price per FLOP
+        (0 when either is unknown, or when ``r_min == r_max`` and it is not run), plus latent
+        units it reads above ``r_min``."""
+        flops = scorer_flops(self.scorer, self.in_features)
+        per_flop = getattr(self.estimator, "energy_per_flop_mJ", None)
+        if flops is None or per_flop is None or self.r_min == self.r_max:
+            return 0.0
+        extra = max(0, int(getattr(self.scorer, "units", 0) or 0) - self.r_min)
+        return (flops + extra * 2.0 * self.in_features) * float(per_flop)
+
     def energy_table(self, batch_size: int) -> Tensor:
-        """Per-sample energy (mJ) at each block end, ``(K,)`` float64, as priced by the estimator."""
-        key = (batch_size, id(self.estimator))
+        """Per-sample energy (mJ) at each block end, ``(K,)`` float64: the estimator's price of
+        the rank plus the scorer's."""
+        key = (batch_size, id(self.estimator), id(self.scorer), tuple(self.ends.tolist()))
         if key not in self._energy_cache:
             dims = (self.in_features, self.out_features)
-            vals = [energy_of(self.estimator.estimate(dims, int(r), batch_size=batch_size)) / batch_size
+            extra = self.scorer_energy_mJ()
+            vals = [energy_of(self.estimator.estimate(dims, int(r), batch_size=batch_size)) / batch_size + extra
                     for r in self.ends.tolist()]  # fmt: skip
             self._energy_cache[key] = torch.tensor(vals, dtype=torch.float64)
         return self._energy_cache[key]
 
-    # -- forward -------------------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message + " (warned once)", RuntimeWarning, stacklevel=4)
+
+    # -- planning -------------------------------------------------------------------------------
     def plan(self, scores: Tensor, budget: Any = None) -> tuple[Tensor, Tensor]:
         """Ranks ``(B,)`` and active-block counts ``(B,)`` for detached ``scores``."""
         budget = check_budget(budget)
         B = scores.shape[0]
         energy = self.energy_table(B)
-        k_min = int(torch.searchsorted(self.ends.cpu(), torch.tensor(self.r_min)))
-        cand = self.ends.cpu()[k_min:]
+        ends = self.ends.cpu()
         out = self._scheduler.schedule_rank(
-            scores.detach().cpu(), budget=budget, candidates=cand, energy=energy[k_min:],
-            singular_values=self.base.s.detach().abs().cpu(), layer_dims=(self.in_features, self.out_features),
+            scores.detach().cpu(), budget=budget, candidates=ends, energy=energy,
+            singular_values=self.base.s.detach()[: self.r_max].abs().cpu(),
+            layer_dims=(self.in_features, self.out_features),
         )  # fmt: skip
         ranks = (
             torch.as_tensor(out, dtype=torch.long).cpu().reshape(-1).expand(B)
@@ -219,57 +416,120 @@ class DynamicLowRankLayer(nn.Module):
         )
         if ranks.numel() != B:
             raise ValueError(f"scheduler returned {ranks.numel()} ranks for a batch of {B}")
-        nb = ranks_to_blocks(ranks.clamp(self.r_min, self.r_max), self.ends.cpu())
+        used = realisable_ranks(ranks.clamp(max=self.r_max), ends)
+        off = (used != ranks).nonzero()
+        if off.numel():
+            i = int(off[0, 0])
+            why = (
+                f"r_max={self.r_max}" if int(ranks[i]) > self.r_max
+                else f"r_min={self.r_min}, the layer's floor" if int(ranks[i]) < self.r_min
+                else "the largest block end not above it, so a cap the scheduler sets holds"
+            )  # fmt: skip
+            self._warn_once("realise", (
+                f"{type(self._scheduler).__name__} asked for rank {int(ranks[i])} "
+                f"({off.numel()} of {B} samples asked for ranks the gate blocks cannot realise); "
+                f"used rank {int(used[i])}: {why}. Gate blocks end at {ends.tolist()}; pass "
+                f"num_gate_blocks={self.r_max - self.r_min + 1} to realise every rank in "
+                f"[r_min, r_max]"))  # fmt: skip
+        nb = ranks_to_blocks(used, ends)
         if budget is not None:
             b = torch.as_tensor(budget, dtype=torch.float64).reshape(-1).expand(B)
+            self._check_budget_range(b, energy, B)
             fits = energy[None, :] <= b[:, None]
             cap = torch.where(fits, torch.arange(1, len(energy) + 1), 0).max(dim=1).values
-            if (cap < k_min + 1).any() and not getattr(self, "_warned_budget", False):
-                warnings.warn(f"budget is below the energy of r_min={self.r_min} for some samples; "
-                              "their rank goes below r_min (warned once)", RuntimeWarning, stacklevel=3)  # fmt: skip
-                self._warned_budget = True
             nb = torch.minimum(nb, cap)
-        pad = torch.cat([self.ends.new_zeros(1).cpu(), self.ends.cpu()])
+        pad = torch.cat([ends.new_zeros(1), ends])
         return pad[nb], nb
 
+    def _check_budget_range(self, b: Tensor, energy: Tensor, batch: int) -> None:
+        rng = describe_range(energy, self.ends.tolist(), self.estimator, batch)
+        if bool((b >= energy[-1]).all()):
+            self._warn_once("never", (
+                f"budget={float(b.min()):.3g} mJ per sample never binds: {rng}; a budget in "
+                "that range caps ranks, None means no cap"))  # fmt: skip
+        elif bool((b < energy[0]).any()):
+            self._warn_once("always", (
+                f"budget={float(b.min()):.3g} mJ per sample is below the energy of "
+                f"r_min={self.r_min} for some samples, so their rank goes below r_min: {rng}"))  # fmt: skip
+
+    # -- forward -------------------------------------------------------------------------------
+    def _scores(self, x2: Tensor, z: Tensor | None) -> Tensor:
+        if self.r_min == self.r_max:  # one rank to give: the scorer is not run (nor charged)
+            return torch.full((x2.shape[0],), 0.5, dtype=x2.dtype, device=x2.device)
+        if getattr(self.scorer, "reads", "input") == "latent":
+            k = self.scorer.units
+            if z is None:
+                b = self.base
+                z = x2 @ b.V[:, :k] * b.s[:k]
+            return self.scorer(z[:, :k].detach())
+        return self.scorer(x2)
+
     def forward(self, x: Tensor, budget: Any = None) -> tuple[Tensor, Tensor]:
-        """Returns ``(y, ranks)``; ``ranks`` is a LongTensor with one rank per sample."""
+        """Returns ``(y, ranks)``; ``ranks`` is a LongTensor with the scheduler's rank per sample
+        (what inference spends on it; ``last_ranks``, ``last_energy_mJ`` and ``last_soft_rank``
+        hold the same plan). In training the layer computes wider: ``last_train_ranks`` holds
+        the ranks it used (``capacity``, or a nested rank)."""
         if not isinstance(x, Tensor) or x.shape[-1:] != (self.in_features,):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x has shape {shape}; expected (..., {self.in_features})")
         x = sanitize_input(x, self)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        scores = self.scorer(x2)
-        ranks, nb = self.plan(scores, self.budget if budget is None else budget)
-        dev = x.device
-        hard = blocks_to_unit_mask(nb.to(dev), self.ends, x.dtype)
-        rho = self.r_min + scores * (self.r_max - self.r_min)
-        self.last_scores, self.last_ranks = scores.detach(), ranks
-        self.last_energy_mJ = torch.cat(
-            [torch.zeros(1, dtype=torch.float64), self.energy_table(len(ranks))]
-        )[nb]
-        # straight-through rank: value = realised rank, gradient through the scorer
-        self.last_soft_rank = ranks.to(dev, x.dtype) + rho - rho.detach()
-        if self.base.execution != "dense":
+        dev, b = x.device, self.base
+        learning = self.training and torch.is_grad_enabled() and b.execution == "dense"
+        if self._trained and not learning:
+            self.canonicalize()
+        if learning and self.nested > 0:
+            self._maybe_recanonicalize()
+        budget = self.budget if budget is None else budget
+        if b.execution != "dense":
             if x.dim() != 2:
                 raise ValueError(
                     f"execution={self.execution!r} takes one step (B, {self.in_features})"
                 )
-            gate = (
-                hard.bool()
-                if self._ev_blocks == self.r_max
-                else (nb.to(dev)[:, None] > torch.arange(self.num_gate_blocks, device=dev))
-            )
+            scores = self._scores(x2, None)
+            ranks, _ = self._record(scores, budget, x.dtype, dev)
+            units = ranks.to(dev)
+            gate = torch.arange(self._ev_blocks, device=dev) * self.gate_unit < units[:, None]
             self.base.set_active_blocks(gate)
             return self._add_rank_bias(self.base(x2), ranks), ranks
-        gate = hard
-        if scores.requires_grad and torch.is_grad_enabled():
-            tau = self.temperature * self.r_max / self.num_gate_blocks
-            gate = straight_through(hard, soft_unit_mask(rho, self.r_max, tau))
-        b = self.base
-        y = self._add_rank_bias(lowrank_linear(x2, b.U, b.s, b.V, b.bias, gate), ranks)
-        return y.reshape(*lead, self.out_features), ranks
+        z = x2 @ b.V * b.s  # (N, capacity): the latent units
+        scores = self._scores(x2, z)
+        planned, _ = self._record(scores, budget, x.dtype, dev)
+        if not learning:
+            gate = blocks_to_unit_mask(
+                ranks_to_blocks(planned, self.ends.cpu()).to(dev), self.ends, x.dtype, self.capacity
+            )
+            y = self._add_rank_bias(torch.nn.functional.linear(z * gate, b.U, b.bias), planned)
+            return y.reshape(*lead, self.out_features), planned
+        self._trained = True
+        N = z.shape[0]
+        ranks = torch.full((N,), self.capacity, dtype=torch.long)
+        if self.nested > 0:
+            pick = torch.rand(N) < self.nested
+            ranks[pick] = self.ends.cpu()[torch.randint(len(self.ends), (int(pick.sum()),))]
+        units = torch.arange(self.capacity, device=dev)
+        y = torch.nn.functional.linear(z * (units < ranks.to(dev)[:, None]), b.U, b.bias)
+        y = self._add_rank_bias(y, ranks)
+        if scores.requires_grad:
+            upper = (units >= self.r_min) & (units < self.r_max)
+            delta = torch.nn.functional.linear(z.detach() * upper, b.U.detach())
+            y = _ScorerObjective.apply(y, scores, delta)
+        self.last_train_ranks = ranks
+        return y.reshape(*lead, self.out_features), planned
+
+    def _record(
+        self, scores: Tensor, budget: Any, dtype: torch.dtype, dev
+    ) -> tuple[Tensor, Tensor]:
+        """Plan ranks from ``scores`` and keep the per-sample records (``last_*``)."""
+        ranks, nb = self.plan(scores, budget)
+        rho = self.r_min + scores * (self.r_max - self.r_min)
+        self.last_scores, self.last_ranks = scores.detach(), ranks
+        scorer_e = torch.tensor([self.scorer_energy_mJ()], dtype=torch.float64)
+        self.last_energy_mJ = torch.cat([scorer_e, self.energy_table(len(ranks))])[nb]
+        # straight-through rank: value = planned rank, gradient through the scorer (energy penalty)
+        self.last_soft_rank = ranks.to(dev, dtype) + rho - rho.detach()
+        return ranks, nb
 
     def _add_rank_bias(self, y: Tensor, ranks: Tensor) -> Tensor:
         return y if self.rank_bias is None else y + self.rank_bias[ranks.to(y.device)]
@@ -285,7 +545,7 @@ class DynamicLowRankLayer(nn.Module):
 
         Args:
             x: ``(B, n)``.
-            ranks: ints in ``[1, r_max]``.
+            ranks: ints in ``[1, capacity]``.
 
         Shape: ``(B, n) -> (B, K, m)`` with ``K = len(ranks)``.
         """
@@ -293,8 +553,8 @@ class DynamicLowRankLayer(nn.Module):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x has shape {shape}; expected (B, {self.in_features})")
         r = torch.as_tensor(ranks, dtype=torch.long).reshape(-1)
-        if r.numel() == 0 or int(r.min()) < 1 or int(r.max()) > self.r_max:
-            raise ValueError(f"ranks={ranks!r} must be ints in [1, r_max={self.r_max}]")
+        if r.numel() == 0 or int(r.min()) < 1 or int(r.max()) > self.capacity:
+            raise ValueError(f"ranks={ranks!r} must be ints in [1, capacity={self.capacity}]")
         b, top = self.base, int(r.max())
         z = sanitize_input(x, self) @ b.V[:, :top] * b.s[:top]  # (B, top)
         y = (z[:, :, None] * b.U[:, :top].t()).cumsum(dim=1)[:, r.to(x.device) - 1]
@@ -304,4 +564,5 @@ class DynamicLowRankLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, r_min={self.r_min}, "
-                f"r_max={self.r_max}, num_gate_blocks={self.num_gate_blocks}")  # fmt: skip
+                f"r_max={self.r_max}, capacity={self.capacity}, num_gate_blocks={len(self.ends)}, "
+                f"nested={self.nested}")  # fmt: skip

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from braingate.energy.estimator import PerfEstimator, check_layer_dims
 
-__all__ = ["BudgetManager"]
+__all__ = ["BudgetManager", "describe_range"]
+
+
+def _priced_by(estimator: Any) -> str:
+    model = getattr(estimator, "energy_model", None)
+    name = getattr(model, "name", None)
+    return f"{type(estimator).__name__}" + (f" ({name})" if name else "")
+
+
+def describe_range(
+    energy: Sequence[float], ranks: Sequence[int], estimator: Any, batch: int
+) -> str:
+    """One line naming a layer's real energy range: ``energy`` (mJ per sample) at ``ranks``."""
+    e = [float(v) for v in energy]
+    by = "" if estimator is None else f", priced by {_priced_by(estimator)}"
+    return (
+        f"this layer costs {e[0]:.3g} mJ per sample at rank {ranks[0]} to {e[-1]:.3g} mJ at "
+        f"rank {ranks[-1]} (batch {batch}{by})"
+    )
 
 
 class BudgetManager:
@@ -33,6 +52,8 @@ class BudgetManager:
         adaptation_rate: rate of the slow scale adaptation, >= 0.
         estimator: prices ``layer_dims`` (default ``PerfEstimator()``).
     """
+
+    NEVER_BINDS = 100.0
 
     def __init__(
         self,
@@ -63,6 +84,28 @@ class BudgetManager:
         """Forget layers, usage and credit."""
         self._layers: dict[str, dict[str, Any]] = {}
         self.history: deque[tuple[str, float, int]] = deque()
+        self._warned = False
+
+    def _check_scale(self, layer_id: str, dims: tuple[int, int]) -> None:
+        """Warn once when the budget is far beyond anything the layers could spend.
+
+        "Far" is more than ``NEVER_BINDS`` times the dense cost of every layer seen so far, so
+        that a network whose other layers are not yet allocated does not trigger it.
+        """
+        dense = sum(v["cost"] for v in self._layers.values())
+        if self._warned or self.usable_budget <= self.NEVER_BINDS * dense:
+            return
+        self._warned = True
+        warnings.warn(
+            f"BudgetManager total_budget={self.total_budget:.3g} mJ per sample can never bind: "
+            f"layer {layer_id!r} {dims[0]}x{dims[1]} costs at most "
+            f"{self._layers[layer_id]['cost']:.3g} mJ per sample even as a dense nn.Linear, and "
+            f"the {len(self._layers)} layer(s) seen so far {dense:.3g} mJ together, over "
+            f"{self.NEVER_BINDS:g}x less (priced by "
+            f"{_priced_by(self.estimator)}); give total_budget in that range (warned once)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     @property
     def usable_budget(self) -> float:
@@ -106,6 +149,9 @@ class BudgetManager:
         if layer_dims is not None:
             dims = check_layer_dims(layer_dims)
             lay["cost"] = self.estimator.estimate_dense(dims)["energy_mJ_per_sample"]
+            lay["priced"] = True
+            if all(v.get("priced") for v in self._layers.values()):
+                self._check_scale(str(layer_id), dims)
         lay["priority"] = float(performance_priority)
         lay["complexity"].append(c)
         c_bar = sum(lay["complexity"]) / len(lay["complexity"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from braingate.scheduling.base import (
     check_rank_range,
     register_scheduler,
 )
-from braingate.scheduling.budget import BudgetManager
+from braingate.scheduling.budget import BudgetManager, describe_range
 
 __all__ = [
     "BudgetRankScheduler",
@@ -77,8 +78,9 @@ class FixedRankScheduler(RankScheduler):
 
 @register_scheduler("complexity")
 class ComplexityRankScheduler(RankScheduler):
-    """Monotone score → rank map :math:`r_i = r_{min} + c_i^{\\gamma} (r_{max} - r_{min})`,
-    rounded, then capped by the budget when energies are given."""
+    """Monotone score → rank map :math:`\\rho_i = r_{min} + c_i^{\\gamma} (r_{max} - r_{min})`,
+    then the candidate rank nearest to :math:`\\rho_i` (plain rounding without candidates),
+    capped by the budget when energies are given."""
 
     def __init__(self, r_min: int = 4, r_max: int = 64, gamma: float = 1.0) -> None:
         self.r_min, self.r_max = check_rank_range(r_min, r_max)
@@ -88,8 +90,12 @@ class ComplexityRankScheduler(RankScheduler):
 
     def schedule_rank(self, complexity_scores: Tensor, budget: Any = None, **kw: Any) -> Tensor:
         c = _scores(complexity_scores)
-        ranks = torch.round(self.r_min + c.pow(self.gamma) * (self.r_max - self.r_min)).long()
+        rho = self.r_min + c.pow(self.gamma) * (self.r_max - self.r_min)
         cand, energy, _ = _context(self, kw)
+        if kw.get("candidates") is None:
+            ranks = torch.round(rho).long()
+        else:
+            ranks = cand[(rho[:, None] - cand[None, :].float()).abs().argmin(dim=1)]
         fits = _budget_cap(cand, energy, budget, c.numel())
         if not fits.all():
             cap = torch.where(fits, cand[None, :], cand.new_zeros(())).max(dim=1).values
@@ -184,6 +190,25 @@ class BudgetRankScheduler(EnergyAwareRankScheduler):
     def reset(self) -> None:
         self.manager.reset()
 
+    def _check_target(self, target: float, cand: Tensor, energy: Tensor, batch: int) -> None:
+        """Warn once when this layer's share of the budget can never bind, or always binds."""
+        if getattr(self, "_warned", False):
+            return
+        rng = describe_range(energy, cand.tolist(), None, batch)
+        if target >= float(energy[-1]):
+            msg = f"never binds (every sample can take r_max): {rng}"
+        elif target < float(energy[0]):
+            msg = f"always binds (every sample is held at its lowest rank): {rng}"
+        else:
+            return
+        self._warned = True
+        warnings.warn(
+            f"{type(self).__name__} layer {self.layer_id!r}: its target of {target:.3g} mJ per "
+            f"sample {msg}; set the budget in that range (warned once)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
     def schedule_rank(self, complexity_scores: Tensor, budget: Any = None, **kw: Any) -> Tensor:
         c = _scores(complexity_scores)
         cand, energy, mass = _context(self, kw)
@@ -194,6 +219,7 @@ class BudgetRankScheduler(EnergyAwareRankScheduler):
         target = self.manager.allocate_budget(
             self.layer_id, float(c.mean()), kw.get("layer_dims"), self.priority
         )
+        self._check_target(self.manager.target_budget(self.layer_id), cand, energy, c.numel())
         fits = _budget_cap(cand, energy, budget, c.numel())
         fits[:, 0] |= ~fits.any(dim=1)
         e_norm = self._energy_norm(cand, energy)

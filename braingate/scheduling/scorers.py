@@ -1,9 +1,14 @@
 """Complexity scorers: map a batch ``x (B, n)`` to per-sample scores in ``(0, 1)``.
 
-A learned MLP scorer (differentiable, trained through the layer's straight-through mask and
-the energy regulariser) and statistic scorers that need no training: the magnitude of the
-input, and the magnitude of its change since the previous step (what an event stream gives
-for free: the number and size of input events).
+Learned MLP scorers (trained by the layer's own objective, see
+:class:`~braingate.nn.dynamic.DynamicLowRankLayer`) and statistic scorers that need no
+training: the magnitude of the input, and the magnitude of its change since the previous step
+(what an event stream gives for free: the number and size of input events).
+
+A scorer reads the layer's input ``x (B, n)`` unless it has ``reads = "latent"``: then the
+layer hands it its first ``units`` latent values :math:`z = s_{<k} \\odot V_{<k}^T x`, which
+every sample computes anyway (the layer's rank floor covers them), so the scorer only adds its
+own small MLP. ``flops()`` is the scorer's per-sample cost, priced into the layer's energy.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "InputChangeScorer",
+    "LatentScorer",
     "MLPComplexityScorer",
     "MagnitudeScorer",
     "make_scorer",
+    "scorer_flops",
     "scorer_names",
 ]
 
@@ -51,11 +58,48 @@ class MLPComplexityScorer(nn.Module):
             nn.Linear(in_features + 1, hidden, **kw), nn.GELU(), nn.Linear(hidden, 1, **kw)
         )
 
+    reads = "input"
+
     def forward(self, x: Tensor) -> Tensor:
         x = _check_2d(x, self.in_features)
         rms = x.pow(2).mean(dim=1, keepdim=True).add(1e-12).sqrt()
         feats = torch.cat([x / rms, torch.log(rms)], dim=1)
         return torch.sigmoid(self.net(feats)).squeeze(1)
+
+    def flops(self, in_features: int | None = None) -> float:
+        """Per-sample FLOPs: the RMS normalisation (``3n``) and the two-layer MLP (its own
+        ``n``; the argument is ignored)."""
+        h = self.net[0].out_features
+        return 3.0 * self.in_features + 2.0 * (self.in_features + 1) * h + 2.0 * h + 4.0
+
+
+class LatentScorer(MLPComplexityScorer):
+    """Learned complexity from the layer's first ``units`` latent values.
+
+    .. math:: c = \\sigma(w_2^T \\phi(W_1 \\hat z + b_1) + b_2), \\quad
+              z = s_{<k} \\odot V_{<k}^T x
+
+    with ``ẑ`` = ``z`` over its RMS plus the log RMS (as :class:`MLPComplexityScorer`). The
+    layer passes ``z`` detached: the scorer never moves the factors.
+
+    Args:
+        units: ``k``, latent units read (at most the layer's rank floor, so they cost nothing
+            extra).
+        hidden: hidden width.
+
+    Shape: ``(B, k) -> (B,)``, differentiable.
+    """
+
+    reads = "latent"
+
+    def __init__(self, units: int, hidden: int = 32, device=None, dtype=None) -> None:
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"units={units!r} must be a positive int (latent units to read)")
+        super().__init__(units, hidden, device, dtype)
+
+    @property
+    def units(self) -> int:
+        return self.in_features
 
 
 class _StatisticScorer(nn.Module):
@@ -87,6 +131,12 @@ class _StatisticScorer(nn.Module):
 class MagnitudeScorer(_StatisticScorer):
     """Input magnitude :math:`d_i = \\lVert x_i \\rVert_2 / \\sqrt n`, normalised. Shape ``(B, n) -> (B,)``."""
 
+    reads = "input"
+
+    def flops(self, in_features: int = 0) -> float:
+        """Per-sample FLOPs: the norm (``2n``) and the normalisation."""
+        return 2.0 * in_features + 3.0
+
     def forward(self, x: Tensor) -> Tensor:
         x = _check_2d(x)
         return self._normalise(x.norm(dim=1) / x.shape[1] ** 0.5)
@@ -99,9 +149,15 @@ class InputChangeScorer(_StatisticScorer):
     zero. A batch of a different size restarts the stream. Shape ``(B, n) -> (B,)``.
     """
 
+    reads = "input"
+
     def __init__(self, momentum: float = 0.05) -> None:
         super().__init__(momentum)
         self._prev: Tensor | None = None
+
+    def flops(self, in_features: int = 0) -> float:
+        """Per-sample FLOPs: the difference and its norm (``3n``) and the normalisation."""
+        return 3.0 * in_features + 3.0
 
     def reset(self) -> None:
         """Forget the previous step."""
@@ -119,6 +175,7 @@ class InputChangeScorer(_StatisticScorer):
 
 
 _SCORERS = {
+    "latent": LatentScorer,
     "mlp": MLPComplexityScorer,
     "magnitude": MagnitudeScorer,
     "input_change": InputChangeScorer,
@@ -131,9 +188,21 @@ def scorer_names() -> list[str]:
 
 
 def make_scorer(name: str, in_features: int, hidden: int = 32, **kw) -> nn.Module:
-    """Build a scorer by name (``mlp`` takes ``in_features`` and ``hidden``)."""
+    """Build a scorer by name (``mlp`` takes ``in_features`` and ``hidden``; ``latent`` takes
+    the latent units to read as ``in_features``)."""
     if name not in _SCORERS:
         raise ValueError(f"unknown scorer {name!r}; known: {', '.join(scorer_names())}")
-    if name == "mlp":
-        return MLPComplexityScorer(in_features, hidden, **kw)
+    if name in ("mlp", "latent"):
+        return _SCORERS[name](in_features, hidden, **kw)
     return _SCORERS[name](**kw)
+
+
+def scorer_flops(scorer: nn.Module, in_features: int) -> float | None:
+    """Per-sample FLOPs of ``scorer`` on a layer with ``in_features`` inputs (None if unknown)."""
+    fn = getattr(scorer, "flops", None)
+    if not callable(fn):
+        return None
+    try:
+        return float(fn(in_features))
+    except TypeError:
+        return float(fn())

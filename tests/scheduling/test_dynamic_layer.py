@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from braingate.nn.dynamic import DynamicLowRankLayer
-from braingate.nn.loraven import MODE_PRESETS, LoRAven
+from braingate.nn.loraven import MODE_PRESETS, LoRAven, mode_ranks
 from braingate.scheduling import MagnitudeScorer, RankScheduler
 
 
@@ -108,7 +108,10 @@ def test_loraven_presets(mode):
     p = MODE_PRESETS[mode]
     layer = LoRAven(128, 64, mode=mode)
     assert layer.max_rank == max(4, int(64 * p.max_rank_ratio))
-    assert layer.min_rank == max(2, int(64 * p.min_rank_ratio))
+    # the seed's floor, raised to the output-width floor min(m - 1, K)
+    assert layer.min_rank == max(2, int(64 * p.min_rank_ratio), min(63, p.floor_width))
+    assert (layer.min_rank, layer.max_rank) == mode_ranks(128, 64, mode)
+    assert layer.layer.capacity == 64  # trains at full rank, runs at the mode's ranks
     y = layer(torch.randn(8, 128))
     stats = layer.get_performance_stats()
     assert y.shape == (8, 64)

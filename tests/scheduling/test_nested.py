@@ -52,7 +52,7 @@ def test_rank_bias_is_indexed_by_realised_rank_and_learns(rng):
 
 @pytest.mark.parametrize("ranks", [[0, 3], [9], []])
 def test_forward_ranks_rejects_ranks_out_of_range(rng, ranks):
-    with pytest.raises(ValueError, match="must be ints in \\[1, r_max=8\\]"):
+    with pytest.raises(ValueError, match="must be ints in \\[1, capacity=8\\]"):
         _layer().forward_ranks(_x(rng), ranks)
 
 

@@ -11,6 +11,7 @@ from braingate.scheduling import (
     MLPComplexityScorer,
     make_scorer,
 )
+from braingate.scheduling.scorers import LatentScorer, scorer_flops
 
 
 def test_mlp_scorer_range_and_gradient(rng):
@@ -38,7 +39,20 @@ def test_magnitude_scorer_monotone():
 
 def test_scorer_registry_and_errors():
     assert isinstance(make_scorer("input_change", 4), InputChangeScorer)
-    with pytest.raises(ValueError, match="known: input_change, magnitude, mlp"):
+    assert isinstance(make_scorer("latent", 4, hidden=3), LatentScorer)
+    with pytest.raises(ValueError, match="known: input_change, latent, magnitude, mlp"):
         make_scorer("entropy", 4)
     with pytest.raises(ValueError, match="shape"):
         MLPComplexityScorer(4)(torch.zeros(2, 5))
+
+
+def test_latent_scorer_reads_latent_units_and_counts_flops():
+    sc = LatentScorer(6, hidden=4)
+    assert sc.reads == "latent" and sc.units == 6
+    assert sc(torch.randn(3, 6)).shape == (3,)
+    # RMS normalisation (3k) + (k+1)->h + h->1 + sigmoid: 18 + 56 + 8 + 4
+    assert scorer_flops(sc, 999) == 86.0
+    assert scorer_flops(MagnitudeScorer(), 10) == 23.0
+    assert scorer_flops(torch.nn.Identity(), 10) is None
+    with pytest.raises(ValueError, match="units=0"):
+        LatentScorer(0)
