@@ -50,7 +50,9 @@ def test_logs_event_metrics_matching_simulate(tmp_path, rng):
     logged = trainer.callback_metrics
     for key in ("synops", "input_events", "latent_events", "rank", "energy_J_per_sample", "lowrank_ops"):
         assert f"braingate/{key}" in logged
-    assert module.net[0].execution == "dense" and module.net[0]._runner.state is None
+    st = module.net[0]._runner.state  # reset after the probe: none, or zeroed in place
+    assert module.net[0].execution == "dense"
+    assert st is None or all(not bool(t.any()) for t in st[:4])
     _, rep = bg.simulate(module.net, probe, mode="event")
     assert float(logged["braingate/synops"]) == pytest.approx(rep.total["synops"], rel=1e-5)
     assert float(logged["braingate/rank"]) == 3 + 3  # 1 of 2 blocks of rank 6, plus rank 3
