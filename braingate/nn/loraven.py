@@ -36,8 +36,8 @@ class ModePreset:
 
 # REFERENCES.md §G (the LoRAven/ADLRNS seed's modes); floor_width is ours (see output_floor).
 MODE_PRESETS: dict[str, ModePreset] = {
-    "high_performance": ModePreset(0.8, 0.3, 1.5, 64, 16, 32),
-    "balanced": ModePreset(0.5, 0.2, 1.0, 32, 8, 16),
+    "high_performance": ModePreset(0.8, 0.3, 1.5, 64, 16, 16),
+    "balanced": ModePreset(0.5, 0.2, 1.0, 32, 8, 12),
     "low_power": ModePreset(0.3, 0.1, 0.7, 16, 4, 8),
 }
 

@@ -14,10 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(rel: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    """Load a script as a module; the helper module it imports by bare name (``_common``:
+    benchmarks/ and examples/ each have one) and its sys.path entry do not leak out."""
+    saved_path, saved = list(sys.path), sys.modules.pop("_common", None)
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("_common", None)
+        if saved is not None:
+            sys.modules["_common"] = saved
     return mod
 
 

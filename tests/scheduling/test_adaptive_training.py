@@ -1,0 +1,179 @@
+"""Training DynamicLowRankLayer like nn.Linear: canonical re-factoring, nested ranks, capacity,
+and the scorer's own objective."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from braingate.nn.dynamic import DynamicLowRankLayer, _ScorerObjective, canonical_factors
+from braingate.nn.loraven import LoRAven
+from braingate.scheduling import FixedRankScheduler, MagnitudeScorer
+
+
+def _x(rng, b=24, n=20):
+    return torch.from_numpy(rng.normal(size=(b, n))).float()
+
+
+def _scramble(layer: DynamicLowRankLayer) -> None:
+    """Factors that are neither orthonormal nor sorted (as after training)."""
+    with torch.no_grad():
+        b = layer.base
+        b.U.add_(0.3 * torch.randn_like(b.U))
+        b.V.add_(0.3 * torch.randn_like(b.V))
+        b.s.copy_(torch.rand_like(b.s) + 0.1)
+
+
+def test_canonical_factors_keep_the_product_and_give_best_truncations(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2)
+    _scramble(layer)
+    b = layer.base
+    with torch.no_grad():
+        w = (b.U * b.s) @ b.V.t()
+    U, s, V = canonical_factors(b.U, b.s, b.V)
+    torch.testing.assert_close((U * s) @ V.t(), w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(U.t() @ U, torch.eye(8), rtol=0, atol=1e-5)
+    torch.testing.assert_close(V.t() @ V, torch.eye(8), rtol=0, atol=1e-5)
+    assert (s[:-1] >= s[1:]).all() and (s >= 0).all()
+    sv = torch.linalg.svdvals(w.double())
+    for r in (1, 3, 5):  # Eckart–Young: a prefix is the best rank-r approximation
+        err = torch.linalg.matrix_norm((w - (U[:, :r] * s[:r]) @ V[:, :r].t()).double())
+        assert float(err) == pytest.approx(float(sv[r:].pow(2).sum().sqrt()), rel=1e-4)
+    # canonical factors are a fixed point (signs follow the old columns)
+    U2, s2, V2 = canonical_factors(U, s, V)
+    torch.testing.assert_close(U2, U, rtol=0, atol=1e-5)
+    torch.testing.assert_close(V2, V, rtol=0, atol=1e-5)
+
+
+def test_training_runs_at_capacity_and_eval_refactors(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=6, r_min=2, num_gate_blocks=5, capacity=10, nested=0.0)
+    x = _x(rng)
+    y, ranks = layer(x)
+    assert (layer.last_train_ranks == 10).all()  # trains wide
+    assert ((ranks >= 2) & (ranks <= 6)).all()  # returns the scheduler's plan
+    y.pow(2).mean().backward()
+    with torch.no_grad():
+        for p in layer.parameters():
+            if p.grad is not None:
+                p.sub_(0.1 * p.grad)
+    _scramble(layer)
+    b = layer.base
+    w = ((b.U * b.s) @ b.V.t()).clone()
+    layer.eval()
+    layer.scheduler = FixedRankScheduler(2, 6, 6)
+    with torch.no_grad():
+        y6, r = layer(x)
+    assert (r == 6).all()
+    # re-factored before inference: same product, orthonormal factors, sorted spectrum
+    torch.testing.assert_close((b.U * b.s) @ b.V.t(), w, rtol=1e-5, atol=1e-5)
+    assert (b.s[:-1] >= b.s[1:]).all()
+    U, s, V = (b.U[:, :6], b.s[:6], b.V[:, :6])
+    torch.testing.assert_close(y6, x @ ((U * s) @ V.t()).t() + b.bias, rtol=1e-4, atol=1e-4)
+
+
+def test_nested_fraction_trains_prefix_ranks(rng):
+    torch.manual_seed(0)
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, num_gate_blocks=4, nested=0.5)
+    layer(_x(rng, b=400))
+    used = layer.last_train_ranks
+    ends = set(layer.ends.tolist())
+    assert set(used.tolist()) <= ends | {8}
+    share = float((used < 8).float().mean())
+    assert 0.25 < share < 0.5  # half the samples are nested, and some of those land on r_max
+
+
+def test_refactoring_never_edits_factors_a_pending_graph_saved(rng):
+    """A layer applied twice before one backward (e.g. unrolled over time) must backprop."""
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, nested=0.5)
+    layer.CANON_EVERY = 1
+    opt = torch.optim.SGD(layer.parameters(), lr=0.01)
+    x = _x(rng)
+    for _ in range(4):
+        h, _ = layer(x)
+        y, _ = layer(torch.cat([h, h[:, :8]], dim=1))  # the same layer again, same graph
+        opt.zero_grad()
+        y.pow(2).mean().backward()
+        opt.step()
+    assert layer._steps >= 3  # optimizer steps were seen and re-factoring ran between them
+
+
+def test_event_mode_matches_dense_with_capacity_above_r_max(rng):
+    layer = LoRAven(24, 16, mode="balanced")
+    assert layer.layer.capacity == 16 > layer.max_rank
+    x = _x(rng, 4, 24)
+    layer.eval()
+    with torch.no_grad():
+        y_dense = layer(x)
+        r1 = layer.get_rank_per_sample().clone()
+        layer.layer.execution = "event"
+        y_event = layer(x)
+    assert torch.equal(r1, layer.get_rank_per_sample())
+    torch.testing.assert_close(y_event, y_dense, rtol=1e-4, atol=1e-4)
+
+
+def test_scorer_objective_gradient_is_the_quantile_regression():
+    y = torch.zeros(4, 3, requires_grad=True)
+    scores = torch.tensor([0.2, 0.9, 0.5, 0.5], requires_grad=True)
+    delta = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 2.0, 0], [0, 0, -1.0]])
+    g = torch.tensor([[-1.0, 0, 0], [5.0, 0, 0], [0, -0.1, 0], [0, 0, -3.0]])
+    out = _ScorerObjective.apply(y, scores, delta)
+    (out * g).sum().backward()
+    torch.testing.assert_close(y.grad, g)  # identity for the task gradient
+    # first-order loss increase of dropping to r_min: -g·δ = [1, 0, 0.2, -3] -> quantiles
+    target = torch.tensor([3.0, 1.0, 2.0, 0.0]) / 3
+    torch.testing.assert_close(scores.grad, (scores.detach() - target) / 4)
+
+
+def test_scorer_learns_which_samples_need_rank():
+    """Group B's loss depends on the upper units, group A's does not: the scorer must rank
+    B above A after training on the layer's own objective (factors frozen)."""
+    torch.manual_seed(0)
+    layer = DynamicLowRankLayer(6, 6, r_max=6, r_min=2, num_gate_blocks=5, nested=0.0)
+    with torch.no_grad():
+        layer.base.U.copy_(torch.eye(6)), layer.base.V.copy_(torch.eye(6))
+        layer.base.s.fill_(1.0), layer.base.bias.zero_()
+    for p in layer.base.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(layer.scorer.parameters(), lr=1e-2)
+
+    def batch(n=64):
+        a = torch.randn(n, 6) * torch.tensor([1.0, 0.1, 0, 0, 0, 0])  # lives in units 0-1
+        b = torch.randn(n, 6) * torch.tensor([1.0, 1.0, 1, 1, 1, 1])  # needs units 2-5
+        return torch.cat([a, b]), torch.cat([torch.zeros(n), torch.ones(n)])
+
+    for _ in range(150):
+        x, _ = batch()
+        y, _ = layer(x)
+        loss = F.mse_loss(y, 2 * x)  # targets the layer cannot reach: the gradient stays alive
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, group = batch(200)
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+    c = layer.last_scores
+    auc = float((c[group == 1][:, None] > c[group == 0][None, :]).float().mean())
+    assert auc > 0.9
+
+
+def test_magnitude_scorer_layer_trains_without_the_objective(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, scorer=MagnitudeScorer())
+    y, _ = layer(_x(rng))
+    y.pow(2).mean().backward()  # statistic scorers have no parameters to train
+    assert layer.base.U.grad is not None
+
+
+def test_layer_options_errors():
+    with pytest.raises(ValueError, match="capacity=5 must be an int in \\[r_max=6"):
+        DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, capacity=5)
+    with pytest.raises(ValueError, match="nested=1.5 must be a fraction"):
+        DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, nested=1.5)
+    with pytest.raises(ValueError, match="gate_unit=4 must be a positive divisor"):
+        DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, gate_unit=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DynamicLowRankLayer(20, 12, r_max=6, r_min=6, num_gate_blocks=1)  # one rank: one block, no warning
