@@ -9,10 +9,10 @@ elsewhere in the guide run with a prelude of those names when they are braingate
 from __future__ import annotations
 
 import ast
-import warnings
 import builtins
 import importlib
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -239,6 +239,8 @@ def test_custom_scheduler_ranks_are_realised_or_explained():
 def test_adlrns_quick_start_budget_warns_with_the_real_range():
     """The quick start's ``budget=5.0`` (mJ) is ~5000x what this layer can spend: it says so."""
     code = rewrite(_blocks(_sections(ADLRNS.read_text(encoding="utf-8"))["快速开始"])[0])
-    with pytest.warns(RuntimeWarning, match=r"budget=5 mJ per sample never binds: this layer costs"):
+    with pytest.warns(
+        RuntimeWarning, match=r"budget=5 mJ per sample never binds: this layer costs"
+    ):
         ns = _run(code)
     assert ns["current_rank"].shape == (32,)

@@ -49,7 +49,9 @@ def test_canonical_factors_keep_the_product_and_give_best_truncations(rng):
 
 
 def test_training_runs_at_capacity_and_eval_refactors(rng):
-    layer = DynamicLowRankLayer(20, 12, r_max=6, r_min=2, num_gate_blocks=5, capacity=10, nested=0.0)
+    layer = DynamicLowRankLayer(
+        20, 12, r_max=6, r_min=2, num_gate_blocks=5, capacity=10, nested=0.0
+    )
     x = _x(rng)
     y, ranks = layer(x)
     assert (layer.last_train_ranks == 10).all()  # trains wide
@@ -176,4 +178,6 @@ def test_layer_options_errors():
         DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, gate_unit=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        DynamicLowRankLayer(20, 12, r_max=6, r_min=6, num_gate_blocks=1)  # one rank: one block, no warning
+        DynamicLowRankLayer(
+            20, 12, r_max=6, r_min=6, num_gate_blocks=1
+        )  # one rank: one block, no warning

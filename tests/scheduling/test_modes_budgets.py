@@ -129,7 +129,9 @@ def test_budget_manager_at_the_guides_scale_warns_once():
     _, msgs = _caught(lambda: [bm.allocate_budget(k, 0.7, (512, 256)) for k in "abc"])
     assert len(msgs) == 1 and "can never bind" in msgs[0] and "512x256" in msgs[0]
     dense = bm.estimator.estimate_dense((512, 256))["energy_mJ_per_sample"]
-    _, msgs = _caught(lambda: BudgetManager(total_budget=2 * dense).allocate_budget("a", 0.5, (512, 256)))
+    _, msgs = _caught(
+        lambda: BudgetManager(total_budget=2 * dense).allocate_budget("a", 0.5, (512, 256))
+    )
     assert msgs == []
 
 
