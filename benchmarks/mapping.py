@@ -192,23 +192,32 @@ def print_table(rows, summary) -> None:
 
 
 def plot(rows, path: Path) -> Path:
-    """Grouped bars of NoC energy per method for every (network, chip)."""
+    """Grouped bars of NoC energy per method for every (network, chip), log y (the values span
+    decades; bars are whole values, not stacked); a placement with no NoC traffic is written
+    as "0" instead of a bar; the legend sits above the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     methods = list(rows[0]["methods"])
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.8), layout="constrained")
     x = np.arange(len(rows))
+    width = 0.8 / len(methods)
+    vals = [r["methods"][m]["noc_j"] * 1e12 for r in rows for m in methods]
+    low = min((v for v in vals if v > 0), default=1.0)
     for i, m in enumerate(methods):
-        vals = [max(r["methods"][m]["noc_j"] * 1e12, 1e-3) for r in rows]
-        ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, label=m)
+        pos = x + (i - (len(methods) - 1) / 2) * width
+        v = np.array([r["methods"][m]["noc_j"] * 1e12 for r in rows])
+        ax.bar(pos[v > 0], v[v > 0], width, label=m, color=f"C{i}")
+        for p in pos[v == 0]:
+            ax.text(p, low / 1.5, "0", ha="center", va="top", fontsize=7, color=f"C{i}")
     ax.set_yscale("log")
+    ax.set_ylim(low / 4, max(vals) * 2)
     ax.set_xticks(x, [f"{r['network']}\n{r['chip']}" for r in rows], rotation=60, fontsize=7)
-    ax.set_ylabel("NoC energy per step (pJ; 1e-3 = none)")
-    ax.legend()
-    fig.tight_layout()
+    ax.set_ylabel("NoC energy per step (pJ, log; 0: no NoC traffic)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.legend(loc="outside upper center", ncol=len(methods), fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -21,7 +21,8 @@ it holds, so
 .. math:: w_r = ev_r \\sqrt{s_r},\\qquad s_r = \\frac{\\sum_{i \\in \\text{pieces}} ev_i}{\\sum_i ev_i}
 
 (``s_r``: the share of the row's input events read outside the accumulating tile). On real
-traces this is 0.8–1.8× the simulated protocol; the earlier ``w_r = ev_r`` was 1.1–5.1×. For
+traces (benchmarks/partial_sums.py) this is 0.85–1.65× the simulated protocol's packets; the
+earlier ``w_r = ev_r`` was 1.14–4.58×. For
 units whose events are unknown (outputs), ``min(1, Σ source events of the pieces)`` (an
 accumulator changes at most once a step). Nets with the same source, sinks and kind are merged
 (weights add).
