@@ -8,12 +8,22 @@ counts every operation it did and skipped.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from braingate import train
-from braingate.calibration import CalibrationResult, calibrate_thresholds
+from braingate import conv_dense, convert_conv, convert_rnn, train  # noqa: F401 - registrations
+from braingate.calibration import CalibrationResult, CalibrationWarning, calibrate_thresholds
 from braingate.convert import convert
 from braingate.energy import EnergyModel, PerfEstimator, report_energy
 from braingate.functional.cost import CostModel
-from braingate.nn import LIF, EventLinear
+from braingate.nn import (
+    LIF,
+    EventConv1d,
+    EventConv2d,
+    EventGRU,
+    EventGRUCell,
+    EventLinear,
+    EventLSTM,
+    EventLSTMCell,
+    EventModule,
+)
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.nn.loraven import LoRAven
 from braingate.scheduling import (
@@ -45,11 +55,19 @@ __all__ = [
     "LIF",
     "BudgetManager",
     "CalibrationResult",
+    "CalibrationWarning",
     "CostModel",
     "DynamicLowRankLayer",
     "EnergyAwareRankScheduler",
     "EnergyModel",
+    "EventConv1d",
+    "EventConv2d",
+    "EventGRU",
+    "EventGRUCell",
+    "EventLSTM",
+    "EventLSTMCell",
     "EventLinear",
+    "EventModule",
     "EventState",
     "LoRAven",
     "PerfEstimator",

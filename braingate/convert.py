@@ -31,11 +31,16 @@ class Converter(NamedTuple):
             an ``approx_error`` attribute: relative Frobenius error of the factorisation).
         absorbs: optional ``(module, next_module) -> bool``: the next module (e.g. a
             BatchNorm after a conv) is folded into this one's weights and replaced by Identity.
+        fold: ``(module, next_module) -> module`` computing ``next_module(module(x))``.
+        refusal: optional ``module -> str``: why this module cannot convert ("" if it can); a
+            refused layer is left dense and reported.
     """
 
     full_rank: Callable
     build: Callable
     absorbs: Callable | None = None
+    fold: Callable | None = None
+    refusal: Callable | None = None
 
 
 #: torch module type -> :class:`Converter` (subclasses inherit their base's converter).
@@ -107,35 +112,60 @@ def convert(
         unknown = sorted(set(rank) - set(names))
         if unknown:
             raise ValueError(f"rank dict names {unknown}, not convertible layers; known: {names}")
-    plans = {}
+    plans, refused = {}, {}
     for name in names:  # plan every layer first: a bad rank leaves the model untouched
         mod = model.get_submodule(name)
+        conv = _converter(mod)
+        why = conv.refusal(mod) if conv.refusal is not None else ""
+        if why:
+            refused[name] = why
+            continue
         plans[name] = _plan(name, mod, rank, blocks)
+    names = [n for n in names if n not in refused]
     report, errors = {}, {}
     for name in names:
         mod = model.get_submodule(name)
         r, b, adjusted = plans[name]
         conv = _converter(mod)
+        parent, attr = _parent(model, name)
+        folded = None
+        if conv.absorbs is not None and conv.fold is not None and isinstance(parent, nn.Sequential):
+            keys = list(parent._modules)
+            i = keys.index(attr)
+            nxt = parent._modules[keys[i + 1]] if i + 1 < len(keys) else None
+            if conv.absorbs(mod, nxt):
+                mod = conv.fold(mod, nxt)
+                parent._modules[keys[i + 1]] = nn.Identity()
+                folded = f"{name.rpartition('.')[0]}.{keys[i + 1]}".lstrip(".")
         layer = conv.build(mod, r, b, threshold, latent_threshold)
         layer.execution = execution
-        parent, attr = _parent(model, name)
         setattr(parent, attr, layer)
         errors[name] = float(layer.approx_error)
         report[name] = {"type": type(mod).__name__, "converted": True, "rank": r, "blocks": b,
                         "full_rank": conv.full_rank(mod), "error": errors[name],
                         "adjusted": adjusted}  # fmt: skip
+        if folded:
+            report[name]["folded"] = folded
+    for name, why in refused.items():
+        report[name] = {"type": type(model.get_submodule(name)).__name__, "converted": False,
+                        "reason": why}  # fmt: skip
     left = [
         (n, m)
         for n, m in named
-        if n and n not in names and isinstance(m, _WEIGHTED) and not _inside(n, names)
+        if n
+        and n not in names
+        and n not in refused
+        and isinstance(m, _WEIGHTED)
+        and not _inside(n, names)
     ]
     for n, m in left:
         why = "not in targets" if _converter(m) is not None else "no converter for this type"
         report[n] = {"type": type(m).__name__, "converted": False, "reason": why}
-    if left:
+    dense = [(n, model.get_submodule(n)) for n in refused] + left
+    if dense:
         warnings.warn(
             "bg.convert left these layers dense (counted at their dense cost by simulate): "
-            + ", ".join(f"{n} ({type(m).__name__}: {report[n]['reason']})" for n, m in left),
+            + ", ".join(f"{n} ({type(m).__name__}: {report[n]['reason']})" for n, m in dense),
             stacklevel=2,
         )
     model.conversion_errors = errors

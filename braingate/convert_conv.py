@@ -114,5 +114,9 @@ def _builder(cls):
     return build
 
 
-CONVERTERS.add(nn.Conv1d, Converter(_full_rank, _builder(EventConv1d), absorbs))
-CONVERTERS.add(nn.Conv2d, Converter(_full_rank, _builder(EventConv2d), absorbs))
+CONVERTERS.add(
+    nn.Conv1d, Converter(_full_rank, _builder(EventConv1d), absorbs, fold_batchnorm, refusal)
+)
+CONVERTERS.add(
+    nn.Conv2d, Converter(_full_rank, _builder(EventConv2d), absorbs, fold_batchnorm, refusal)
+)

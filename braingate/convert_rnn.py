@@ -112,7 +112,7 @@ def absorbs(mod: nn.Module, nxt: nn.Module | None) -> bool:
     return False
 
 
-#: torch type -> ``(full_rank, build, absorbs)``: the rows registered in ``CONVERTERS``.
-CONVERTERS_RNN = {t: (full_rank, build, absorbs) for t in _TARGET}
+#: torch type -> ``(full_rank, build, absorbs, fold, refusal)``: the rows in ``CONVERTERS``.
+CONVERTERS_RNN = {t: (full_rank, build, absorbs, None, refusal) for t in _TARGET}
 for _t, _row in CONVERTERS_RNN.items():
     CONVERTERS.add(_t, Converter(*_row))

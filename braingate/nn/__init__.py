@@ -7,7 +7,19 @@ compose these with schedulers and estimators, so they are imported from their mo
 
 from braingate.nn import _fusers  # noqa: F401 - registers the compiled lowering of these modules
 from braingate.nn.base import EventModule
+from braingate.nn.event_conv import EventConv1d, EventConv2d
 from braingate.nn.event_linear import EventLinear
+from braingate.nn.event_rnn import EventGRU, EventGRUCell, EventLSTM, EventLSTMCell
 from braingate.nn.lif import LIF
 
-__all__ = ["LIF", "EventLinear", "EventModule"]
+__all__ = [
+    "LIF",
+    "EventConv1d",
+    "EventConv2d",
+    "EventGRU",
+    "EventGRUCell",
+    "EventLSTM",
+    "EventLSTMCell",
+    "EventLinear",
+    "EventModule",
+]

@@ -48,8 +48,11 @@ def test_convert_cells_and_low_rank_error():
 
 def test_bidirectional_is_refused_with_the_reason():
     model = nn.Sequential(nn.GRU(4, 5, bidirectional=True))
-    with pytest.raises(ValueError, match="bidirectional"):
+    with pytest.warns(UserWarning, match="bidirectional"):  # left dense, never silently
         bg.convert(model, rank=2)
+    assert isinstance(model[0], nn.GRU)
+    rep = model.conversion_report["0"]
+    assert not rep["converted"] and "bidirectional" in rep["reason"]
 
 
 def test_plan_ranks_per_factor_and_blocks():
