@@ -55,13 +55,16 @@ if AVAILABLE:
     @njit(nogil=True, cache=True)
     def _reset(B, row, f, g):
         n, m, R = row[C.in_size], row[C.out_size], row[C.R]
-        view(row[C.x_hat], f, (B * n,))[:] = 0
-        view(row[C.z], f, (B * R,))[:] = 0
-        view(row[C.z_hat], f, (B * R,))[:] = 0
-        view(row[C.y], f, (B * m,))[:] = 0
-        view(row[C.gstate], g, (B * R,))[:] = view(row[C.gate], g, (B * R,))
-        view(row[C.in_units], row, (n,))[:] = 0
-        view(row[C.lat_units], row, (R,))[:] = 0
-        view(row[C.lat_units_dense], row, (R,))[:] = 0
+        _kernels.zero_stream(
+            view(row[C.x_hat], f, (B, n)),
+            view(row[C.z], f, (B, R)),
+            view(row[C.z_hat], f, (B, R)),
+            view(row[C.y], f, (B, m)),
+            view(row[C.gstate], g, (B, R)),
+            view(row[C.gate], g, (B, R)),
+            view(row[C.in_units], row, (n,)),
+            view(row[C.lat_units], row, (R,)),
+            view(row[C.lat_units_dense], row, (R,)),
+        )
 
     OPS.add("event_linear", Op("event_linear", LINEAR, _step, _reset))
