@@ -16,7 +16,6 @@ from braingate.scheduling.base import RankScheduler, check_budget, check_rank_ra
 from braingate.scheduling.budget import describe_range
 from braingate.scheduling.masks import (
     block_ends,
-    blocks_to_unit_mask,
     ranks_to_blocks,
     realisable_ranks,
 )
@@ -124,9 +123,10 @@ class DynamicLowRankLayer(nn.Module):
     **Training** (``forward`` in training mode with gradients, dense execution): a sample uses
     all ``capacity`` units, except a fraction ``nested`` of samples that use a random block
     end in ``[r_min, r_max]`` (nested dropout, Rippel et al., ICML 2014), so downstream layers
-    also learn to read truncated outputs. When the layer next runs outside training it
-    re-factors its weights with :func:`canonical_factors` (the product is unchanged), so every
-    prefix is the best truncation of what was learned. The scorer is trained by its own
+    also learn to read truncated outputs. The layer re-factors its weights with
+    :func:`canonical_factors` (the product is unchanged) every ``CANON_EVERY`` optimizer steps
+    while training with nested ranks, and when it next runs outside training, so every prefix
+    is the best truncation of what was learned. The scorer is trained by its own
     objective (see :class:`_ScorerObjective`): it learns which samples' loss rises most when
     their rank drops from ``r_max`` to ``r_min`` — where rank matters — from the gradient the
     task loss sends back, with no change to the user's training loop.
@@ -368,6 +368,20 @@ class DynamicLowRankLayer(nn.Module):
                 seen = (b.U._version, b.s._version, b.V._version)
         self._seen = seen
 
+    # -- state ----------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict:
+        """The rank range and whether the factors await re-factoring (kept in ``state_dict``)."""
+        return {"r_min": self.r_min, "r_max": self.r_max, "trained": self._trained}
+
+    def set_extra_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or not {"r_min", "r_max"} <= set(state):
+            raise ValueError(
+                f"extra state {state!r} lacks r_min/r_max; not a DynamicLowRankLayer's"
+            )
+        if (state["r_min"], state["r_max"]) != (self.r_min, self.r_max):
+            self.set_rank_range(int(state["r_min"]), int(state["r_max"]))
+        self._trained = bool(state.get("trained", False))
+
     # -- energy ---------------------------------------------------------------------------------
     def scorer_energy_mJ(self) -> float:
         """Per-sample energy of the scorer (mJ): its FLOPs at the estimator's price per FLOP
@@ -493,15 +507,18 @@ class DynamicLowRankLayer(nn.Module):
             gate = torch.arange(self._ev_blocks, device=dev) * self.gate_unit < units[:, None]
             self.base.set_active_blocks(gate)
             return self._add_rank_bias(self.base(x2), ranks), ranks
-        z = x2 @ b.V * b.s  # (N, capacity): the latent units
+        if not learning:  # compute only the units some sample uses
+            scores = self._scores(x2, None)
+            planned, _ = self._record(scores, budget, x.dtype, dev)
+            top = max(int(planned.max()), 1) if planned.numel() else 1
+            units = torch.arange(top, device=dev)
+            gate = (units < planned.to(dev)[:, None]).to(x.dtype)
+            z = x2 @ b.V[:, :top] * b.s[:top]
+            y = torch.nn.functional.linear(z * gate, b.U[:, :top], b.bias)
+            return self._add_rank_bias(y, planned).reshape(*lead, self.out_features), planned
+        z = x2 @ b.V * b.s  # (N, capacity): every unit trains
         scores = self._scores(x2, z)
         planned, _ = self._record(scores, budget, x.dtype, dev)
-        if not learning:
-            gate = blocks_to_unit_mask(
-                ranks_to_blocks(planned, self.ends.cpu()).to(dev), self.ends, x.dtype, self.capacity
-            )
-            y = self._add_rank_bias(torch.nn.functional.linear(z * gate, b.U, b.bias), planned)
-            return y.reshape(*lead, self.out_features), planned
         self._trained = True
         N = z.shape[0]
         ranks = torch.full((N,), self.capacity, dtype=torch.long)

@@ -206,6 +206,17 @@ class LoRAven(nn.Module):
     # the LoRAven guide's EventDrivenLoRAven switches modes through this name
     _current_mode = mode
 
+    def get_extra_state(self) -> dict:
+        """The mode and a budget you gave (kept in ``state_dict``)."""
+        return {"mode": self._mode, "energy_budget": self._user_budget}
+
+    def set_extra_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or "mode" not in state:
+            raise ValueError(f"extra state {state!r} lacks 'mode'; not a LoRAven's")
+        if state["mode"] != self._mode:
+            self.mode = state["mode"]
+        self.energy_budget = state.get("energy_budget")
+
     @property
     def max_rank(self) -> int:
         return self.layer.r_max

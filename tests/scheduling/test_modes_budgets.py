@@ -175,3 +175,18 @@ def test_complexity_scheduler_picks_candidates():
     r = s.schedule_rank(torch.tensor([0.0, 0.1, 0.5, 1.0]), candidates=cand)
     assert r.tolist() == [4, 12, 38, 64]  # nearest candidates to 4, 10, 34, 64
     assert s.schedule_rank(torch.tensor([0.5])).tolist() == [34]  # no candidates: rounding
+
+
+def test_mode_and_rank_range_round_trip_through_state_dict():
+    src = LoRAven(64, 48, mode="high_performance", energy_budget=1e-4)
+    src.mode = "low_power"
+    dst = LoRAven(64, 48, mode="balanced")
+    dst.load_state_dict(src.state_dict())
+    assert dst.mode == "low_power" and dst.energy_budget == 1e-4
+    assert (dst.min_rank, dst.max_rank) == (src.min_rank, src.max_rank)
+    x = _x()
+    src.eval(), dst.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x))
+    with pytest.raises(ValueError, match="lacks 'mode'"):
+        dst.set_extra_state({})
