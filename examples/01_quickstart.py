@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 import _data
+import _outputs
 
 import braingate as bg
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = _common.parser(__doc__, "4 streams only").parse_args(argv)
-    out = _common.output_dir("01_quickstart", args.quick, args.out)
+    args = _outputs.parser(__doc__, "4 streams only").parse_args(argv)
+    out = _outputs.output_dir("01_quickstart", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add overhead on a shared CPU
 
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 6. Save the report (the all-blocks run): hwmaps maps it onto a chip.
     res = {"max_error": err, "ratio": report.ratio(), "gated_ratio": gated.ratio(),
            "streams": xs.shape[1], "steps": xs.shape[0]}  # fmt: skip
-    paths = [_common.write_json(out / "report.json", report.to_dict()),
-             _common.write_json(out / "summary.json", res)]  # fmt: skip
-    _common.announce(out, paths)
+    paths = [_outputs.write_json(out / "report.json", report.to_dict()),
+             _outputs.write_json(out / "summary.json", res)]  # fmt: skip
+    _outputs.announce(out, paths)
     print(f"next: python -m hwmaps map {out / 'report.json'} --chip loihi")
     return res
 

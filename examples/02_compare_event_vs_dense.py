@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 import _data
 import _energy
+import _outputs
 import _pipeline as P
 import _report
 
@@ -108,11 +108,11 @@ def run(name: str, quick: bool, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = _common.parser(__doc__, "small network, short training, data subsets (a smoke run)")
+    ap = _outputs.parser(__doc__, "small network, short training, data subsets (a smoke run)")
     ap.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # per-step timing at batch 1 on one core, for both paths
-    out = _common.output_dir("02_compare_event_vs_dense", args.quick, args.out)
+    out = _outputs.output_dir("02_compare_event_vs_dense", args.quick, args.out)
     t0 = time.perf_counter()
     results = {name: run(name, args.quick) for name in args.datasets}
     meta = {"quick": args.quick, "seconds": time.perf_counter() - t0,
@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
             "command": "python examples/02_compare_event_vs_dense.py" + " --quick" * args.quick}  # fmt: skip
     doc = {"meta": meta, "results": results}
     md = _report.markdown(doc)
-    paths = [_common.write_json(out / "comparison.json", doc),
-             _common.write_text(out / "comparison.md", md)]  # fmt: skip
+    paths = [_outputs.write_json(out / "comparison.json", doc),
+             _outputs.write_text(out / "comparison.md", md)]  # fmt: skip
     for name, r in results.items():  # the event run's Report: what `python -m hwmaps map` reads
-        paths.append(_common.write_json(out / f"report_{name}.json", r["report"]))
+        paths.append(_outputs.write_json(out / f"report_{name}.json", r["report"]))
     paths += _report.plots(doc, out)
     print(md)
-    _common.announce(out, paths)
+    _outputs.announce(out, paths)
     print(
         f"map an event run onto a chip: python -m hwmaps map {out}/report_{name}.json "
         "--chip loihi   (or: python -m hwmaps compare ...)"

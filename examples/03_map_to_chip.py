@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common
+import _outputs
 from _data import digits, row_frames
 
 import braingate as bg
@@ -43,10 +43,10 @@ def train(x: torch.Tensor, y: torch.Tensor, hidden: int = 256, epochs: int = 10)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = _common.parser(__doc__, "smaller network, 3 epochs (a smoke run)")
+    ap = _outputs.parser(__doc__, "smaller network, 3 epochs (a smoke run)")
     ap.add_argument("--chip", default="truenorth", choices=hwmaps.chips.names())
     args = ap.parse_args(argv)
-    out = _common.output_dir("03_map_to_chip", args.quick, args.out)
+    out = _outputs.output_dir("03_map_to_chip", args.quick, args.out)
     torch.set_num_threads(1)  # small MLP: threads only add contention on a shared CPU
 
     d = digits()
@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"traffic / sequential NoC energy: {noc['traffic'] / noc['sequential']:.2f}")
 
     paths = report.write(out, placements, energies, f"{net.name} on {chip.name}")
-    paths += [_common.write_json(out / "run_report.json", rep.to_dict()),
-              _common.write_json(out / "network.json", net.to_dict()),
+    paths += [_outputs.write_json(out / "run_report.json", rep.to_dict()),
+              _outputs.write_json(out / "network.json", net.to_dict()),
               plot.breakdown(energies, out / "energy_breakdown.png"),
               plot.utilisation(placements["traffic"], out / "utilisation_traffic.png"),
               plot.links(placements["traffic"], out / "links_traffic.png"),
               plot.links(placements["sequential"], out / "links_sequential.png")]  # fmt: skip
-    _common.announce(out, paths)
+    _outputs.announce(out, paths)
     print(f"map the run again: python -m hwmaps compare {out / 'run_report.json'} --chip loihi")
     return {"accuracy": acc, "ratio": rep.ratio(), "noc_pj_per_step": {
         m: e.breakdown["noc"] * 1e12 for m, e in energies.items()}}  # fmt: skip

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
+import _outputs
 
 from braingate import LoRAven
 from braingate.train import model_energy_penalty
@@ -63,11 +63,11 @@ def train(model: nn.Module, x, y, epochs: int, lam: float, seed: int = 0) -> Non
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = _common.parser(__doc__, "3 epochs per mode (a smoke run)")
+    ap = _outputs.parser(__doc__, "3 epochs per mode (a smoke run)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--lam", type=float, default=0.05, help="energy penalty weight")
     args = ap.parse_args(argv)
-    out = _common.output_dir("04_loraven_classifier", args.quick, args.out)
+    out = _outputs.output_dir("04_loraven_classifier", args.quick, args.out)
     torch.set_num_threads(1)
     xtr, ytr, xte, yte = data()
     epochs = 3 if args.quick else args.epochs
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
                   f"latency {stats['latency_ms'] * 1e3:.3f} us/batch (roofline estimate)")  # fmt: skip
             layers.append(stats)
         summary[mode] = {"accuracy": acc, "epochs": epochs, "layers": layers}
-    path = _common.write_json(out / "summary.json", {"quick": args.quick, "lam": args.lam,
+    path = _outputs.write_json(out / "summary.json", {"quick": args.quick, "lam": args.lam,
                                                      "modes": summary})  # fmt: skip
-    _common.announce(out, [path])
+    _outputs.announce(out, [path])
     return summary
 
 

@@ -22,8 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 import _data
+import _outputs
 
 import braingate as bg
 from braingate.train.events_in_loop import rollout
@@ -47,10 +47,10 @@ def stepped(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = _common.parser(__doc__, "short training on part of the data (a smoke run)").parse_args(
+    args = _outputs.parser(__doc__, "short training on part of the data (a smoke run)").parse_args(
         argv
     )
-    out_dir = _common.output_dir("05_spiking_snntorch", args.quick, args.out)
+    out_dir = _outputs.output_dir("05_spiking_snntorch", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add overhead on a shared CPU
     d = _data.aeon_stream("BasicMotions")
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"dense (stepped) accuracy {100 * res['dense_accuracy']:.1f} %, event-driven "
           f"{100 * res['event_accuracy']:.1f} % with {res['ratio']:.1f}x fewer synops than "
           f"dense")  # fmt: skip
-    paths = [_common.write_json(out_dir / "summary.json", {"quick": args.quick, **res}),
-             _common.write_json(out_dir / "report.json", report.to_dict())]  # fmt: skip
-    _common.announce(out_dir, paths)
+    paths = [_outputs.write_json(out_dir / "summary.json", {"quick": args.quick, **res}),
+             _outputs.write_json(out_dir / "report.json", report.to_dict())]  # fmt: skip
+    _outputs.announce(out_dir, paths)
     return res
 
 

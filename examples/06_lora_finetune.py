@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
+import _outputs
 
 from braingate.lora import LoRAConfig, LoRAModel, LoRAOptimizer, load_adapter
 
@@ -84,8 +84,9 @@ def nbytes_of_state(model: nn.Module) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = _common.parser(__doc__, "5 epochs each (a smoke run)").parse_args(argv)
-    out = _common.output_dir("06_lora_finetune", args.quick, args.out)
+    args = _outputs.parser(__doc__, "5 epochs each (a smoke run)").parse_args(argv)
+    legacy = _outputs.legacy_file(args.out, ".json")  # --out FILE.json: the old interface
+    out = legacy.parent if legacy else _outputs.output_dir("06_lora_finetune", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # tiny model: threads only add overhead
     pre_epochs, ft_epochs = (5, 5) if args.quick else (40, 30)
@@ -130,9 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"merged acc {rows['lora']['merged_acc']:.3f}")  # fmt: skip
     lora.unmerge()
     lora.save_adapter(out / "adapter")
-    paths = [_common.write_json(out / "summary.json", {"quick": args.quick, **rows}),
+    summary = legacy or out / "summary.json"
+    paths = [_outputs.write_json(summary, {"quick": args.quick, **rows}),
              out / "adapter"]  # fmt: skip
-    _common.announce(out, paths)
+    _outputs.announce(out, paths)
     return rows
 
 

@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
+import _outputs
 
 from braingate.bio import BioConverter
 
@@ -112,39 +112,41 @@ def plot(curves: dict[str, np.ndarray], out: Path) -> None:
            title=f"digits: plain vs bio-converted MLP (mean ± std, {seeds} seed(s))")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    _common.save_figure(fig, out, dpi=120)
+    _outputs.save_figure(fig, out, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = _common.parser(__doc__, "3 epochs, 1 seed (a smoke run)")
+    ap = _outputs.parser(__doc__, "3 epochs, 1 seed (a smoke run)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.05)
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 3, 1
-    out = _common.output_dir("07_bio_digits", args.quick, args.out)
+    legacy = _outputs.legacy_file(args.out, ".png")  # --out FILE.png: the old interface
+    out = legacy.parent if legacy else _outputs.output_dir("07_bio_digits", args.quick, args.out)
+    png = legacy or out / "accuracy.png"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide MLP: threads cost more than they save
     try:
         curves = run(args.epochs, args.seeds, args.lr)
     finally:
         torch.set_num_threads(threads)
-    plot(curves, out / "accuracy.png")
+    plot(curves, png)
     summary = {
         name: {"final_mean": float(c[:, -1].mean()), "final_std": float(c[:, -1].std()),
                "best_mean": float(c.max(1).mean()), "curve_mean": c.mean(0).tolist()}
         for name, c in curves.items()
     }  # fmt: skip
-    _common.write_json(out / "summary.json", {"epochs": args.epochs, "seeds": args.seeds,
-                                              **summary})  # fmt: skip
+    _outputs.write_json(png.with_name(png.stem + ".json") if legacy else out / "summary.json",
+                        {"epochs": args.epochs, "seeds": args.seeds, **summary})  # fmt: skip
     print(
         f"{'run':6} {'final acc':>14} {'best acc':>9}   ({args.seeds} seeds, {args.epochs} epochs)"
     )
     for name, s in summary.items():
         print(f"{name:6} {100 * s['final_mean']:7.2f} ± {100 * s['final_std']:4.2f} "
               f"{100 * s['best_mean']:8.2f}")  # fmt: skip
-    _common.announce(out, [out / "accuracy.png", out / "summary.json"])
+    _outputs.announce(out, [png, png.with_suffix(".json") if legacy else out / "summary.json"])
     return summary
 
 

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 import _data
+import _outputs
 
 import braingate as bg
 from braingate.integrations.neurobench import NeuroBenchModel
@@ -49,8 +49,8 @@ def run_neurobench(model, view: str, x, y) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = _common.parser(__doc__, "8 test streams, short training (a smoke run)").parse_args(argv)
-    out = _common.output_dir("08_neurobench", args.quick, args.out)
+    args = _outputs.parser(__doc__, "8 test streams, short training (a smoke run)").parse_args(argv)
+    out = _outputs.output_dir("08_neurobench", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small layers: threads only add contention on a shared CPU
 
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     ev = rows["event, view=event"]
     gap = abs(ev["neurobench_synops"] - ev["braingate_synops"]) / ev["braingate_synops"]
     print(f"NeuroBench vs braingate synops (event model): relative gap {gap:.2e}")
-    path = _common.write_json(out / "summary.json", {"quick": args.quick, "streams":
+    path = _outputs.write_json(out / "summary.json", {"quick": args.quick, "streams":
                                                      int(x.shape[1]), "rows": rows,
                                                      "synops_gap": gap})  # fmt: skip
-    _common.announce(out, [path])
+    _outputs.announce(out, [path])
     return rows
 
 

@@ -19,17 +19,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 import _data
+import _outputs
 
 from braingate.integrations.tune import CompressionEvaluator, sweep
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = _common.parser(__doc__, "8 trials on 8 test streams (a smoke run)")
+    ap = _outputs.parser(__doc__, "8 trials on 8 test streams (a smoke run)")
     ap.add_argument("--serial", action="store_true", help="run trials without Ray")
     args = ap.parse_args(argv)
-    out = _common.output_dir("09_tune_sweep", args.quick, args.out)
+    out = _outputs.output_dir("09_tune_sweep", args.quick, args.out)
     torch.manual_seed(0)
     torch.set_num_threads(1)
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{t['accuracy']:>6.2f}"
               f"{t['synops']:>10,.0f}{t['energy_J_per_sample']:>12.3e}  "
               f"{'*' if id(t) in front else ''}")  # fmt: skip
-    _common.announce(out, [out / "pareto.json", out / "pareto.png"])
+    _outputs.announce(out, [out / "pareto.json", out / "pareto.png"])
     return res
 
 

@@ -34,6 +34,15 @@ def output_dir(example: str, quick: bool, out: str | None = None) -> Path:
     return path
 
 
+def legacy_file(out: str | None, suffix: str) -> Path | None:
+    """``--out`` naming a ``suffix`` file (what the example took before it wrote a folder):
+    that path, whose folder then receives the other files; else None."""
+    if out and Path(out).suffix == suffix:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        return Path(out)
+    return None
+
+
 def _replace(path: Path, write) -> Path:
     """Write through a temporary file in the same folder, then ``os.replace`` it in."""
     path = Path(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import _common
+import _outputs
 
 KINDS = {"event_linear": "EventLinear", "linear": "Linear"}
 COMPONENTS = ("synops", "neurons", "spikes", "noc")
@@ -128,7 +128,7 @@ def accuracy_plot(doc: dict, path: Path) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
                title="point labels: dense synops / ops")  # fmt: skip
-    return _common.save_figure(fig, path)
+    return _outputs.save_figure(fig, path)
 
 
 def count_axis(ax, values, axis: str = "y") -> str:
@@ -167,7 +167,7 @@ def events_plot(doc: dict, path: Path) -> Path:
             ax.grid(alpha=0.3)
         row_axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
                            title="layer (module name, type)")  # fmt: skip
-    return _common.save_figure(fig, path)
+    return _outputs.save_figure(fig, path)
 
 
 def _energy_bars(e: dict) -> tuple[dict, dict]:
@@ -227,4 +227,4 @@ def energy_plot(doc: dict, path: Path) -> Path:
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
-    return _common.save_figure(fig, path)
+    return _outputs.save_figure(fig, path)
