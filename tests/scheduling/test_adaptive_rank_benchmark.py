@@ -55,6 +55,8 @@ def test_adaptive_rank_accuracy_quick(tmp_path, capsys):
     e = [rows[f"LoRAven {m}"]["energy_mJ"] for m in ("high_performance", "balanced", "low_power")]
     assert e[0] > e[1] > e[2]
     (adl,) = payload["adlrns"]
-    assert adl["dynamic_acc"] > 0.2 and adl["linear_acc"] > 0.2 and adl["dynamic_mJ"] > 0
+    assert adl["linear_acc"] > 0.2 and [r["alpha"] for r in adl["dynamic"]] == [1.0, 0.1]
+    for r in adl["dynamic"]:
+        assert r["acc"] > 0.2 and r["energy_mJ"] > 0 and 4 <= r["rank"] <= 64
     out = capsys.readouterr().out
     assert "LoRAven balanced" in out and "ADLRNS quick start" in out
