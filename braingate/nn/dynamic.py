@@ -150,7 +150,8 @@ class DynamicLowRankLayer(nn.Module):
         bias: learn a bias. scorer: replaces the learned scorer (e.g. ``InputChangeScorer()``);
             default :class:`LatentScorer` on the first ``min(r_min, 16)`` latent units.
         rank_bias: also learn a "switchable" bias per realised rank, ``y_i += c_{r_i}`` (a
-            table ``(capacity + 1, m)``, zero-initialised: one row read per sample, no FLOPs).
+            table ``(capacity + 1, m)``, zero-initialised: one row read per sample, no FLOPs;
+            its rows belong to prefix lengths, so re-factoring keeps them).
         capacity: factor units, ``r_max <= capacity <= min(n, m)``. Units past ``r_max`` are
             trained but never active at inference (train wide, run narrow).
         nested: fraction of training samples at a random prefix rank, in ``[0, 1]``.

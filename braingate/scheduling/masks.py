@@ -1,4 +1,4 @@
-"""Pure functions: rank ↔ block masks, soft masks and the straight-through combination."""
+"""Pure functions: rank ↔ block ends, realisable ranks and unit masks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ __all__ = [
     "blocks_to_unit_mask",
     "ranks_to_blocks",
     "realisable_ranks",
-    "soft_unit_mask",
-    "straight_through",
 ]
 
 
@@ -81,17 +79,3 @@ def blocks_to_unit_mask(
     width = int(ends[-1]) if units is None else units
     idx = torch.arange(width, device=n_blocks.device)
     return (idx[None, :] < active_units[:, None]).to(dtype)
-
-
-def soft_unit_mask(soft_rank: Tensor, rank: int, temperature: float) -> Tensor:
-    """Differentiable prefix mask: :math:`\\tilde g_{ij} = \\sigma((\\rho_i - j - \\tfrac12)/\\tau)`.
-
-    Shape: ``(B,)`` -> ``(B, R)``.
-    """
-    units = torch.arange(rank, device=soft_rank.device, dtype=soft_rank.dtype)
-    return torch.sigmoid((soft_rank[:, None] - units[None, :] - 0.5) / temperature)
-
-
-def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
-    """Forward value ``hard``, gradient of ``soft``: :math:`g = h + \\tilde g - \\mathrm{sg}(\\tilde g)`."""
-    return hard + soft - soft.detach()
