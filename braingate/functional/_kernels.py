@@ -51,9 +51,9 @@ def _event_step_py(x, x_hat, z, z_hat, y, gstate, gate, V, Us_t, bias, th, thz, 
     B, n = x.shape
     R = V.shape[1]
     m = Us_t.shape[1]
-    act = np.empty(R, np.int64)
+    scratch = np.empty(R + B, np.int64)  # one allocation: active units, events per sample
+    act, nes = scratch[:R], scratch[R:]
     sent = np.empty((B, n), np.uint8)
-    nes = np.empty(B, np.int64)
     # pass 1, nothing written yet: a branch-free (vectorisable) threshold test, and non-finite
     # input refused before any state changes (x - x is NaN for NaN and ±inf)
     poison = 0

@@ -79,16 +79,11 @@ def _fuse_linear(layer: EventLinear, B: int, dtype, in_shape) -> Row | str:
         return "an array without the kernel's dtype or layout"
     row, keep = made
     watch = (
-        (r.__dict__, "state", r.state),
-        (r.__dict__, "_views", r._views),
-        (r.__dict__, "_in_units", r._in_units),
+        (r.__dict__, "state", r.state),  # replaced together with the arrays it views
         (r.__dict__, "last_counts", r.last_counts),  # the module path replaces it
-        (layer.__dict__, "resync_every", layer.resync_every),  # sets when to flush
-        (layer.__dict__, "_execution", layer._execution),
-        (layer.__dict__, "_runner", r),
-    )
+    )  # execution, resync_every, thresholds, gates: layer._changes (see EventLinear._WATCHED)
     return Row("event_linear", row, keep, (layer.in_features,), (layer.out_features,), watch,
-               ctx.tracked, ((layer.__dict__, "_epoch"), (layer.__dict__, "_gate_version")), (),
+               ctx.tracked, ((layer.__dict__, "_changes"),), (),
                _LinearStepper(layer))  # fmt: skip
 
 

@@ -22,6 +22,9 @@ __all__ = ["EventLinear"]
 
 # attributes whose replacement invalidates the event runtime's cached views
 _CACHED = frozenset({"U", "s", "V", "bias", "threshold_raw", "latent_threshold_raw"})
+# settings compiled chains depend on: each assignment bumps ``_changes``, the one counter
+# a chain watches per layer (cheaper than watching each)
+_WATCHED = frozenset({"_epoch", "_gate_version", "_execution", "resync_every"})
 
 
 @register_event_layer("event_linear")
@@ -268,13 +271,18 @@ class EventLinear(EventModule):
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)
-        if name in _CACHED and "_epoch" in self.__dict__:
-            self.__dict__["_epoch"] += 1  # a replaced factor invalidates cached views
+        d = self.__dict__
+        if name in _CACHED and "_epoch" in d:
+            d["_epoch"] += 1  # a replaced factor invalidates cached views
+            d["_changes"] = d.get("_changes", 0) + 1
+        elif name in _WATCHED:
+            d["_changes"] = d.get("_changes", 0) + 1
 
     def register_parameter(self, name: str, param) -> None:
         super().register_parameter(name, param)
         if name in _CACHED and "_epoch" in self.__dict__:
             self.__dict__["_epoch"] += 1
+            self.__dict__["_changes"] = self.__dict__.get("_changes", 0) + 1
 
     def refresh(self) -> None:
         """Re-read the factors, thresholds and bias at the next step, and re-sync the stream

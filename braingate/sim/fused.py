@@ -83,6 +83,7 @@ class EventChain:
             raise TypeError(f"cannot fuse this model: {reason}")
         self.model = model
         self._plan: list | None = None  # _Compiled and nn.Module entries, in order
+        self._single: tuple | None = None  # (step, desc, f, g) when the plan is one flat call
         self._shape: torch.Size | None = None  # (B, ...) of the planned input
         self.dtype: torch.dtype | None = None
         self._pending, self._due = 0, 1  # steps not yet handed to the steppers
@@ -112,13 +113,12 @@ class EventChain:
                 s.started()
             self._after_reset = False
         B = x.shape[0]
-        plan = self._plan
-        if len(plan) == 1 and type(plan[0]) is _Compiled:  # the whole model in one call
-            seg = plan[0]
-            h = torch.from_numpy(seg.step(x.data_ptr(), B, seg.desc, *self._types))
-            if len(seg.out_shape) != 1:
-                h = h.view(B, *seg.out_shape)
+        single = self._single
+        if single is not None:  # the whole model in one compiled call, flat output
+            step, desc, f, g = single
+            h = torch.from_numpy(step(x.data_ptr(), B, desc, f, g))
         else:
+            plan = self._plan
             h = x
             for seg in plan:
                 h = self._exec(seg, h, B) if type(seg) is _Compiled else seg(h)
@@ -205,7 +205,7 @@ class EventChain:
         fuser declines) is called as a module, and lowering resumes after it with the shape it
         produced."""
         self._flush_steps()
-        self._plan = None  # until the lowering below completes
+        self._plan, self._single = None, None  # until the lowering below completes
         B, dtype = x.shape[0], x.dtype
         self._types = _WITNESS[dtype]
         self.dtype = dtype
@@ -246,6 +246,9 @@ class EventChain:
             shape = tuple(row.out_shape)
         h = close_run(h)
         self._plan = plan
+        one = plan[0] if len(plan) == 1 and type(plan[0]) is _Compiled else None
+        flat = one is not None and len(one.out_shape) == 1
+        self._single = (one.step, one.desc, *self._types) if flat else None
         self._shape = x.shape
         self._keep = keep
         self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
@@ -253,7 +256,13 @@ class EventChain:
         self._tracked = tracked
         self._steppers = steppers
         self._version_sum = version_sum(tracked)
-        self._epoch_values = [(d, k, d[k]) for d, k in epochs]
+        by_key: dict = {}
+        for d, k in epochs:
+            by_key.setdefault(k, []).append(d)
+        # counters only grow, so a sum moves exactly when one of them does: C-level sums
+        self._epoch_sums = [
+            (operator.itemgetter(k), ds, sum(d[k] for d in ds)) for k, ds in by_key.items()
+        ]
         self._optimizer_steps = optimizer_steps()
         for s in steppers:  # this step ran: the layers' streams started
             s.started()
@@ -280,8 +289,8 @@ class EventChain:
         for container, size in self._sizes:
             if len(container) != size:
                 return False
-        for d, key, value in self._epoch_values:
-            if d[key] != value:
+        for getter, dicts, total in self._epoch_sums:
+            if sum(map(getter, dicts)) != total:
                 return False
         return (
             version_sum(self._tracked) == self._version_sum
