@@ -8,7 +8,7 @@
 Only :func:`extract` touches torch (imported when called).
 """
 
-from hwmaps import chips, methods
+from hwmaps import chips, extract_conv, extract_rnn, methods  # noqa: F401 - register their layer kinds
 from hwmaps.chips import ChipSpec
 from hwmaps.estimate import EnergyReport, estimate, placement_link_loads
 from hwmaps.extract import extract
