@@ -48,7 +48,7 @@ from braingate.nn.base import event_modules
 from braingate.sim.fused import compile_events
 from braingate.train.events_in_loop import rollout
 
-RANKS = {"0": 8, "3": 16, "7": 10}
+RANKS = {"0": 6, "3": 12, "7": 10}
 
 
 def digits_cnn() -> nn.Sequential:

@@ -35,7 +35,7 @@ class _Bufs(NamedTuple):
     x_hat: np.ndarray  # (B, C·H·W)
     z: np.ndarray  # (B, P·R) channel-last
     z_hat: np.ndarray
-    y: np.ndarray  # (B, C_out·P)
+    y: np.ndarray  # (B, C_out·P), bias included (the output is a copy of it)
     gstate: np.ndarray  # (B, R) bool
     dirty: np.ndarray  # (B, P + 1) bool; column P: scan every position at the next step
     gate: np.ndarray  # (B, R) bool, the current gate
@@ -62,6 +62,7 @@ class ConvRunner:
         self.listeners: list = []
         self.bufs: _Bufs | None = None
         self.args: _Args | None = None
+        self.y_bias: np.ndarray | None = None  # the bias held in bufs.y (None: none)
         self.tstate: ConvEventState | None = None
         self.torch_counts = None
         self.spatial: tuple | None = None  # (in_spatial, out_spatial) of the stream
@@ -107,6 +108,7 @@ class ConvRunner:
             b = self.bufs
             for a in (b.x_hat, b.z, b.z_hat, b.y, b.counts):
                 a.fill(0)
+            self._add_bias(self.y_bias)  # a zero state outputs the bias
             b.dirty.fill(False)
             if gate is not None and gate.dim() == 2 and gate.shape[0] != b.gate.shape[0]:
                 self.bufs = None  # a per-sample gate of another batch: a new stream
@@ -178,9 +180,13 @@ class ConvRunner:
                           np.zeros((B, P * R), f), np.zeros((B, Co * P), f), g.copy(),
                           np.zeros((B, P + 1), np.bool_), g, np.zeros((B, 6), np.int64))  # fmt: skip
         self.spatial = (sp, out_sp)
+        self.y_bias = None
         if self.tstate is not None:  # the torch path ran last: adopt its state
             self._from_torch(self.tstate)
             self.tstate = None
+        if self.args is not None:  # arguments still current: their bias goes into y now
+            self._add_bias(self.args.bias)
+            self.y_bias = self.args.bias
 
     def _arguments(self, layer, gate: Tensor, f) -> None:
         P = layer._parameters
@@ -210,7 +216,15 @@ class ConvRunner:
             bufs.gstate[:] = g  # a zero state is consistent with any gate
         bufs.gate[:] = g
         bufs.dirty[:, -1] = True  # new thresholds may put old residues above them
+        self._add_bias(bias if self.y_bias is None else bias - self.y_bias)
+        self.y_bias = bias
         self.args = _Args(key, Vn, Us_t, bias, th, thz, tracked)
+
+    def _add_bias(self, bias: np.ndarray | None) -> None:
+        """``bufs.y += bias`` per output channel (the kernel's output is a copy of ``y``)."""
+        if bias is not None and self.bufs is not None:
+            y = self.bufs.y
+            y.reshape(y.shape[0], self.Co, -1)[:] += bias.reshape(1, -1, 1)
 
     def row_values(self, layer) -> tuple[list, tuple]:
         """The :data:`~braingate.runtime.conv.CONV` row and the arrays whose addresses it holds."""
@@ -255,8 +269,11 @@ class ConvRunner:
         t = torch.from_numpy
         z = t(b.z).reshape(B, *out_sp, self.R).movedim(-1, 1).clone()
         z_hat = t(b.z_hat).reshape(B, *out_sp, self.R).movedim(-1, 1).clone()
-        return ConvEventState(t(b.x_hat).reshape(B, self.C, *sp).clone(), z, z_hat,
-                              t(b.y).reshape(B, self.Co, *out_sp).clone(), t(b.gstate).clone())  # fmt: skip
+        y = t(b.y).reshape(B, self.Co, *out_sp).clone()
+        if self.y_bias is not None:
+            y -= t(self.y_bias).reshape(-1, *([1] * len(out_sp)))
+        return ConvEventState(t(b.x_hat).reshape(B, self.C, *sp).clone(), z, z_hat, y,
+                              t(b.gstate).clone())  # fmt: skip
 
     def _from_torch(self, st: ConvEventState) -> None:
         b = self.bufs
@@ -267,6 +284,7 @@ class ConvRunner:
             b.z_hat[:] = st.z_hat.detach().movedim(1, -1).reshape(B, -1).cpu().numpy()
             b.y[:] = st.y.detach().reshape(B, -1).cpu().numpy()
             b.gstate[:] = st.gate.detach().cpu().numpy()
+        self._add_bias(self.y_bias)
         b.dirty[:, -1] = True
 
     def resync(self, layer) -> None:

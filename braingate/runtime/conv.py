@@ -6,7 +6,8 @@ output position whose receptive field holds ``(i, j)``; only positions reached t
 then tested for latent events (a *dirty* flag per position; a whole-map scan after anything
 that can move ``z − ẑ`` elsewhere: a re-sync or new thresholds). Layouts, chosen for contiguous
 inner loops: ``x̂`` ``(B, C, H, W)`` like the input, ``z`` / ``ẑ`` channel-last ``(B, H'W', R)``
-(a scatter adds one contiguous ``V`` row), ``y`` ``(B, C_out, H'W')`` like the output. The
+(a scatter adds one contiguous ``V`` row), ``y`` ``(B, C_out, H'W')`` like the output and with
+the bias in it, so the output is one copy. The
 arithmetic equals :func:`braingate.functional.conv_events.conv_event_step` (tested against it).
 
 Granularity (``pixel`` column): 0 sends elements (``|Δ_c| > θ_c``); 1 sends whole pixels, all
@@ -205,11 +206,7 @@ if AVAILABLE:
                     for o in range(Co):
                         yb[o * P + p] += acc[o]
             dirty[b, P] = False
-            ob = out[b]
-            for o in range(Co):
-                bo = bias[o]
-                for p in range(o * P, (o + 1) * P):
-                    ob[p] = yb[p] + bo
+            out[b] = yb  # y holds the bias: the output is a copy
             counts[b, 0] = ne
             counts[b, 1] = nl
             counts[b, 2] = reached * na + nl * Co
@@ -254,7 +251,11 @@ if AVAILABLE:
         view(row[K.x_hat], f, (B * C * H * W,))[:] = 0
         view(row[K.z], f, (B * P * R,))[:] = 0
         view(row[K.z_hat], f, (B * P * R,))[:] = 0
-        view(row[K.y], f, (B * Co * P,))[:] = 0
+        y = view(row[K.y], f, (B, Co, P))
+        bias = view(row[K.bias], f, (Co,))
+        for b in range(B):
+            for o in range(Co):
+                y[b, o] = bias[o]
         view(row[K.gstate], g, (B * R,))[:] = view(row[K.gate], g, (B * R,))
         view(row[K.dirty], g, (B * (P + 1),))[:] = False
         view(row[K.counts], row, (B * 6,))[:] = 0

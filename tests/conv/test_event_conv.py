@@ -214,6 +214,15 @@ def test_factor_edit_mid_stream_resyncs_to_the_new_weights():
         layer(x)
         layer.V.mul_(0.5)
         torch.testing.assert_close(layer(x), dense_of(layer, x), rtol=1e-5, atol=1e-6)
+        layer.bias.add_(1.0)  # the bias lives in the kernel's output state: edits reach it
+        torch.testing.assert_close(layer(x), dense_of(layer, x), rtol=1e-5, atol=1e-6)
+        layer.reset()  # a new stream of another batch size starts from the bias
+        x2 = torch.randn(3, 2, 6, 6)
+        torch.testing.assert_close(layer(x2), dense_of(layer, x2), rtol=1e-5, atol=1e-6)
+        with torch.enable_grad():  # the torch path takes over the stream, then the kernel again
+            torch.testing.assert_close(layer(x2 * 2).detach(), dense_of(layer, x2 * 2).detach(),
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+        torch.testing.assert_close(layer(x2), dense_of(layer, x2), rtol=1e-5, atol=1e-6)
 
 
 def state_after(layer, xs):
