@@ -114,44 +114,28 @@ for _name, _flop in (
     register_energy_model(
         EnergyModel(_name, _flop, _flop, 0.0, 2 * _flop, 0.0, (_GPU,), (_GPU_EVENT,))
     )
-# Loihi (Davies et al., IEEE Micro 2018, Table 2, pre-silicon 0.75 V): synop 23.6 pJ,
-# neuron update 81 pJ (active), spike within tile 1.7 pJ. MAC = one synop: assumption.
-register_energy_model(
-    EnergyModel(
-        "loihi",
-        23.6,
-        81.0,
-        1.7,
-        23.6,
-        0.0,
-        ("Davies et al., IEEE Micro 38(1) 2018, Table 2 (REFERENCES.md §C)",),
-        ("mac_pJ = synop_pJ (Loihi has no dense MAC unit): assumption",),
-    )
-)
-# TrueNorth (Merolla 2014 SM; Akopyan 2015): ≈2.3 pJ marginal per synaptic event, 2.3 pJ per
-# spike per hop. Neuron update: not published separately (assumption: folded into synop).
-register_energy_model(
-    EnergyModel(
-        "truenorth",
-        2.3,
-        0.0,
-        2.3,
-        2.3,
-        0.0,
-        ("Merolla et al., Science 2014 (+SM); Akopyan et al., TCAD 2015 (REFERENCES.md §C)",),
-        ("neuron_update_pJ = 0 and mac_pJ = synop_pJ: assumption",),
-    )
-)
-# SpiNNaker 1 (Sharp et al. 2012): 43 nJ per synaptic event, 100 nJ per neuron per 1 ms step.
-register_energy_model(
-    EnergyModel(
-        "spinnaker",
-        43_000.0,
-        100_000.0,
-        0.0,
-        43_000.0,
-        0.0,
-        ("Sharp et al., J. Neurosci. Methods 2012 (REFERENCES.md §C)",),
-        ("spike_pJ = 0 (folded into the synaptic event) and mac_pJ = synop_pJ: assumption",),
-    )
-)
+
+
+# Neuromorphic chips: per-event costs from the one chip table that hwmaps maps with
+# (hwmaps/chips/chips.json, every value with its source; braingate.energy.chips reads it), so
+# an EnergyModel named after a chip and hwmaps' ChipSpec can never drift apart. A dense MAC
+# costs one synop (these chips have no dense MAC unit): assumption.
+def _chip_model(name: str) -> EnergyModel:
+    from braingate.energy.chips import chip_costs
+
+    c = chip_costs(name)
+    notes = tuple(f"{k}: {v}" for k, v in c.sources.items())  # as in the table
+    assumed = tuple(f"{k}: {v}" for k, v in c.sources.items() if v.startswith("assumption"))
+    return EnergyModel(name, c.e_synop_j * 1e12, c.e_neuron_active_j * 1e12, c.e_spike_j * 1e12,
+                       c.e_synop_j * 1e12, 0.0, notes,
+                       (*assumed, "mac_pJ = synop_pJ (no dense MAC unit): assumption"))  # fmt: skip
+
+
+def _register_chips() -> None:
+    from braingate.energy.chips import chip_names
+
+    for name in chip_names():
+        register_energy_model(_chip_model(name))
+
+
+_register_chips()
