@@ -3,8 +3,9 @@
 ``event_conv``: the event step of a gated low-rank conv (1-D convs run as 2-D with height 1).
 Each input event ``(c, i, j)`` scatters ``Δ·V[(c, taps), :]`` into the latent map at every
 output position whose receptive field holds ``(i, j)``; only positions reached this step are
-then tested for latent events (a *dirty* flag per position; a whole-map scan after anything
-that can move ``z − ẑ`` elsewhere: a re-sync or new thresholds). Layouts, chosen for contiguous
+then tested for latent events, in the output rows reached this step (a vectorised test over each
+row's ``(W', R)`` block; every row after anything that can move ``z − ẑ`` elsewhere: a re-sync
+or new thresholds, flagged in ``dirty``). Layouts, chosen for contiguous
 inner loops: ``x̂`` ``(B, C, H, W)`` like the input, ``z`` / ``ẑ`` channel-last ``(B, H'W', R)``
 (a scatter adds one contiguous ``V`` row), ``y`` ``(B, C_out, H'W')`` like the output and with
 the bias in it, so the output is one copy. The
@@ -86,8 +87,9 @@ if AVAILABLE:
         rn, rk, ro = _taps(H, Ho, kh, sh, ph, dh)
         cn, ck, co = _taps(W, Wo, kw, sw, pw, dw)
         act = np.empty(R, np.int64)
-        dlist = np.empty(P, np.int64)
-        acc = np.empty(Co, h.dtype)
+        rows = np.empty(Ho, np.bool_)
+        thz_row = np.empty(Wo * R, h.dtype)
+        racc = np.empty(Wo * Co, h.dtype)
         sent = np.empty(C * HW, np.uint8)
         for b in range(B):
             hb, xb, zb, zhb, yb = h[b], x_hat[b], z[b], z_hat[b], y[b]
@@ -147,7 +149,7 @@ if AVAILABLE:
                         sent[c * HW + q] = anyc
                     ne += anyc * C
             reached = 0
-            nd = 0
+            rows[:] = False
             for c in range(C):
                 if not ne:
                     break
@@ -175,36 +177,45 @@ if AVAILABLE:
                                     for t in range(na):
                                         r = act[t]
                                         zp[r] += d * vv[r]
-                                if not dirty[b, p]:
-                                    dirty[b, p] = True
-                                    dlist[nd] = p
-                                    nd += 1
-            # latent events at the positions reached (all of them after a re-sync / new θ_z)
+                            rows[ro[i, a]] = True
+            # latent events in the output rows reached (every row after a re-sync / new θ_z):
+            # a vectorised test over each row's (W', R) block, then only the rows with events
             full = dirty[b, P]
-            count = P if full else nd
-            nl = 0
-            for t in range(count):
-                p = t if full else dlist[t]
-                dirty[b, p] = False
-                zp, zhp = zb[p * R : p * R + R], zhb[p * R : p * R + R]
-                any_ev = False
+            for jo in range(Wo):  # θ_z per latent channel, +inf where the gate is off
+                for r in range(R):
+                    thz_row[jo * R + r] = np.inf
                 for a in range(na):
-                    r = act[a]
-                    dz = zp[r] - zhp[r]
-                    if abs(dz) > thz[r]:
-                        zhp[r] = zp[r]
-                        nl += 1
-                        lat_units[r] += 1
-                        if not any_ev:
+                    thz_row[jo * R + act[a]] = thz[act[a]]
+            nl = 0
+            WR = Wo * R
+            for io in range(Ho):
+                if not (full or rows[io]):
+                    continue
+                zr, zhr = zb[io * WR : io * WR + WR], zhb[io * WR : io * WR + WR]
+                hits = 0
+                for k in range(WR):
+                    hits += abs(zr[k] - zhr[k]) > thz_row[k]
+                if not hits:
+                    continue
+                # changes of the row's outputs gathered channel-last, then added to y one
+                # channel row at a time (y is channel-first: one cache line per 16 outputs)
+                racc[:] = 0.0
+                for jo in range(Wo):
+                    base = jo * R
+                    ac = racc[jo * Co : jo * Co + Co]
+                    for r in range(R):
+                        dz = zr[base + r] - zhr[base + r]
+                        if abs(dz) > thz_row[base + r]:
+                            zhr[base + r] = zr[base + r]
+                            nl += 1
+                            lat_units[r] += 1
+                            ur = Us_t[r]
                             for o in range(Co):
-                                acc[o] = 0.0
-                            any_ev = True
-                        ur = Us_t[r]
-                        for o in range(Co):
-                            acc[o] += dz * ur[o]
-                if any_ev:
-                    for o in range(Co):
-                        yb[o * P + p] += acc[o]
+                                ac[o] += dz * ur[o]
+                for o in range(Co):
+                    yrow = yb[o * P + io * Wo : o * P + io * Wo + Wo]
+                    for jo in range(Wo):
+                        yrow[jo] += racc[jo * Co + o]
             dirty[b, P] = False
             out[b] = yb  # y holds the bias: the output is a copy
             counts[b, 0] = ne
