@@ -90,6 +90,7 @@ if AVAILABLE:
         rows = np.empty(Ho, np.bool_)
         thz_row = np.empty(Wo * R, h.dtype)
         racc = np.empty(Wo * Co, h.dtype)
+        dzm = np.empty(R, h.dtype)
         sent = np.empty(C * HW, np.uint8)
         for b in range(B):
             hb, xb, zb, zhb, yb = h[b], x_hat[b], z[b], z_hat[b], y[b]
@@ -202,16 +203,24 @@ if AVAILABLE:
                 racc[:] = 0.0
                 for jo in range(Wo):
                     base = jo * R
-                    ac = racc[jo * Co : jo * Co + Co]
-                    for r in range(R):
+                    oc = jo * Co
+                    k = 0
+                    for r in range(R):  # branch-free: the masked change of every channel
                         dz = zr[base + r] - zhr[base + r]
-                        if abs(dz) > thz_row[base + r]:
+                        e = abs(dz) > thz_row[base + r]
+                        dzm[r] = dz if e else 0.0
+                        k += e
+                    if not k:
+                        continue
+                    nl += k
+                    for r in range(R):
+                        d = dzm[r]
+                        if d != 0.0:
                             zhr[base + r] = zr[base + r]
-                            nl += 1
                             lat_units[r] += 1
                             ur = Us_t[r]
                             for o in range(Co):
-                                ac[o] += dz * ur[o]
+                                racc[oc + o] += d * ur[o]
                 for o in range(Co):
                     yrow = yb[o * P + io * Wo : o * P + io * Wo + Wo]
                     for jo in range(Wo):
