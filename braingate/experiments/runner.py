@@ -8,8 +8,11 @@ The seed's ``run_exp.sh`` flags work as written::
 
 ``--config`` takes a bundled config by name (``list`` shows them) or a YAML file. Data: an
 ImageFolder-style directory at ``--data_dir`` (one sub-folder of images per class) when given,
-else the config's ``data.name`` (shipped data: sklearn digits, aeon BasicMotions / GunPoint).
-Every key of the config is used or refused: unknown keys, an unknown ``model.type`` and
+else the config's ``data.name`` (shipped data: sklearn digits as 1×8×8 images, aeon
+BasicMotions / GunPoint as flat vectors). Model types (``MODELS``): ``dynamic_mlp`` (a
+DynamicLowRankLayer MLP), ``adlrns_resnet`` (the seed's small ResNet with dynamic low-rank convs)
+and ``resnet`` (its dense twin, ``nn.Conv2d``). Every key of the config is used or refused:
+unknown keys, model keys the model type does not read, an unknown ``model.type`` and
 ``hardware`` keys the estimator does not read are errors that name them.
 """
 
@@ -20,16 +23,19 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from braingate._registry import Registry
 from braingate.energy.estimator import check_hardware_profile
+from braingate.experiments.models import NORMS, AdlrnsResNet
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.train import ExperimentConfig, Trainer, plot_history
 
@@ -37,6 +43,7 @@ __all__ = [
     "CONFIG_DIR",
     "MODELS",
     "DynamicMLP",
+    "ModelType",
     "bundled_configs",
     "load_config",
     "load_data",
@@ -51,15 +58,36 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "digits_dynamic"
 #: ``data:`` keys beyond DataConfig's fields that the runner reads.
 DATA_EXTRA_KEYS = ("image_size",)
+#: ``data.name`` values that are images (``image_size`` applies to them).
+IMAGE_DATA = ("digits",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-#: ``model.type`` -> builder ``(config, in_features, classes) -> nn.Module``.
-MODELS: Registry = Registry("model.type")
-#: Model types of the seed that this braingate cannot build yet, with the reason.
-NOT_YET: dict[str, str] = {
-    "adlrns_resnet": "the seed's small ResNet with dynamic low-rank conv layers needs the event "
-    "conv layers (EventConv2d), which are not in this braingate yet",
-}
+
+@dataclass(frozen=True)
+class ModelType:
+    """A ``model.type``: its builder ``(config, sample_shape, classes) -> nn.Module``, the
+    ``model:`` keys it reads (a key it does not read is refused) and whether it needs images
+    ``(C, H, W)``."""
+
+    build: Callable[..., nn.Module]
+    reads: tuple[str, ...]
+    extra: tuple[str, ...] = ()  # keys beyond ModelConfig's fields
+    images: bool = False
+
+
+#: ``model.type`` -> :class:`ModelType`.
+MODELS: Registry[ModelType] = Registry("model.type")
+
+
+def model_type(name: str, reads: tuple[str, ...], extra: tuple[str, ...] = (),
+               images: bool = False):  # fmt: skip
+    """Decorator: register a builder ``(config, sample_shape, classes)`` as ``model.type``."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, ModelType(fn, ("type", *reads), extra, images))
+        return fn
+
+    return deco
 
 
 class DynamicMLP(nn.Module):
@@ -83,10 +111,45 @@ class DynamicMLP(nn.Module):
         return self.head(torch.relu(self.dyn(x.flatten(1))[0]))
 
 
-@MODELS.register("dynamic_mlp")
-def _dynamic_mlp(cfg: ExperimentConfig, n: int, classes: int) -> nn.Module:
+_RANKS = ("r_min", "r_max", "scorer_hidden", "num_gate_blocks")
+_RESNET = ("width", "blocks_per_stage", "norm")
+_DYNAMIC_RESNET = (*_RESNET, "planned", "nested")
+
+
+@model_type("dynamic_mlp", reads=("hidden", *_RANKS))
+def _dynamic_mlp(cfg: ExperimentConfig, shape: tuple[int, ...], classes: int) -> nn.Module:
     m = cfg.model
+    n = int(np.prod(shape))
     return DynamicMLP(n, m.hidden, classes, m.r_min, m.r_max, m.scorer_hidden, m.num_gate_blocks)
+
+
+def _resnet_kw(cfg: ExperimentConfig, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``model:`` extras of a ResNet (defaults of :class:`AdlrnsResNet` when absent)."""
+    kw = {k: cfg.model.extra[k] for k in keys if k in cfg.model.extra}
+    for key in ("width", "blocks_per_stage"):
+        val = kw.get(key, 1)
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"model.{key}={val!r} must be a positive int; write e.g. {key}: 1")
+    for key in ("planned", "nested"):
+        val = kw.get(key, 0.0)
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0 <= val <= 1:
+            raise ValueError(f"model.{key}={val!r} must be a fraction in [0, 1]; e.g. {key}: 0.5")
+    if kw.get("norm", "group") not in NORMS:
+        raise ValueError(f"model.norm={kw['norm']!r} is unknown; write one of {', '.join(NORMS)}")
+    return kw
+
+
+@model_type("adlrns_resnet", reads=_RANKS, extra=_DYNAMIC_RESNET, images=True)
+def _adlrns_resnet(cfg: ExperimentConfig, shape: tuple[int, ...], classes: int) -> nn.Module:
+    m = cfg.model
+    return AdlrnsResNet(shape[0], classes, r_min=m.r_min, r_max=m.r_max,
+                        num_gate_blocks=m.num_gate_blocks, scorer_hidden=m.scorer_hidden,
+                        **_resnet_kw(cfg, _DYNAMIC_RESNET))  # fmt: skip
+
+
+@model_type("resnet", reads=(), extra=_RESNET, images=True)
+def _resnet(cfg: ExperimentConfig, shape: tuple[int, ...], classes: int) -> nn.Module:
+    return AdlrnsResNet(shape[0], classes, dynamic=False, **_resnet_kw(cfg, _RESNET))
 
 
 # ----------------------------------------------------------------------------- configs
@@ -110,8 +173,9 @@ def resolve_config(config: str | Path) -> Path:
 
 
 def load_config(config: str | Path) -> ExperimentConfig:
-    """Load and check a config: YAML errors, unknown keys, unknown / unavailable model types and
-    hardware keys the estimator does not read raise ValueError naming them."""
+    """Load and check a config: YAML errors, unknown keys, an unknown model type, model keys the
+    type does not read and hardware keys the estimator does not read raise ValueError naming
+    them."""
     import yaml
 
     path = resolve_config(config)
@@ -125,8 +189,10 @@ def load_config(config: str | Path) -> ExperimentConfig:
         cfg = ExperimentConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
+    check_model_type(cfg.model.type, path)
     for section in ("model", "train", "scheduler", "data"):
-        allowed = DATA_EXTRA_KEYS if section == "data" else ()
+        allowed = {"data": DATA_EXTRA_KEYS, "model": MODELS.get(cfg.model.type).extra}
+        allowed = tuple(allowed.get(section, ()))
         extra = sorted(set(getattr(cfg, section).extra) - set(allowed))
         if extra:
             known = sorted(f for f in vars(getattr(cfg, section)) if f != "extra")
@@ -134,20 +200,29 @@ def load_config(config: str | Path) -> ExperimentConfig:
                 f"{path}: unknown key(s) {extra} in {section}:; known: {known + list(allowed)}"
             )
     check_hardware_profile(cfg.hardware.profile(), where=f"{path}: hardware")
-    check_model_type(cfg.model.type, path)
+    spec = MODELS.get(cfg.model.type)
+    given = (raw or {}).get("model") or {}
+    unused = sorted(set(given) - set(spec.reads) - set(spec.extra))
+    if unused:
+        raise ValueError(
+            f"{path}: model key(s) {unused} are not read by model.type {cfg.model.type!r}; "
+            f"it reads {sorted({*spec.reads, *spec.extra})}"
+        )
+    data = (raw or {}).get("data") or {}
+    if "image_size" in data and cfg.data.name not in IMAGE_DATA:
+        raise ValueError(
+            f"{path}: data.image_size applies to images (data.name {', '.join(IMAGE_DATA)} or "
+            f"--data_dir), not data.name={cfg.data.name!r}; remove it"
+        )
     return cfg
 
 
 def check_model_type(kind: str, where: Any = "config") -> None:
     """Raise ValueError unless ``kind`` is a registered model type."""
-    if kind in MODELS:
-        return
-    if kind in NOT_YET:
+    if kind not in MODELS:
         raise ValueError(
-            f"{where}: model.type {kind!r} is not yet available: {NOT_YET[kind]}; use "
-            f"model.type: {' or '.join(MODELS.names())} (bundled config {DEFAULT_CONFIG!r})"
+            f"{where}: unknown model.type {kind!r}; known: {', '.join(MODELS.names())}"
         )
-    raise ValueError(f"{where}: unknown model.type {kind!r}; known: {', '.join(MODELS.names())}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -162,13 +237,20 @@ def _split(X: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float):
     return (X[tr], y[tr]), (X[va], y[va])
 
 
-def load_data(name: str, seed: int = 0, val_fraction: float = 0.25):
-    """Real data only: ``digits`` (sklearn), ``basicmotions`` / ``gunpoint`` (aeon, flattened)."""
+def load_data(name: str, seed: int = 0, val_fraction: float = 0.25,
+              image_size: int | None = None):  # fmt: skip
+    """Real data only: ``digits`` (sklearn's 8×8 digits as ``(1, 8, 8)`` images in [0, 1],
+    bilinearly resized to ``image_size`` when given), ``basicmotions`` / ``gunpoint`` (aeon,
+    flattened to vectors)."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
-        X, y = load_digits(return_X_y=True)
-        X = X / 16.0
+        X = torch.tensor(load_digits().images / 16.0, dtype=torch.float32).unsqueeze(1)
+        y = load_digits().target
+        if image_size is not None and image_size != 8:
+            X = torch.nn.functional.interpolate(X, size=(image_size, image_size),
+                                                mode="bilinear", align_corners=False)  # fmt: skip
+            X = X.clamp(0.0, 1.0)
     elif name in ("basicmotions", "gunpoint"):
         from aeon.datasets import load_classification
 
@@ -178,7 +260,7 @@ def load_data(name: str, seed: int = 0, val_fraction: float = 0.25):
         y = np.unique(y, return_inverse=True)[1]
     else:
         raise ValueError(f"unknown data.name {name!r}; known: basicmotions, digits, gunpoint")
-    X = torch.tensor(X, dtype=torch.float32)
+    X = torch.as_tensor(X, dtype=torch.float32)
     return _split(X, torch.as_tensor(y).long(), seed, val_fraction)
 
 
@@ -264,10 +346,18 @@ def run(config: str | Path = DEFAULT_CONFIG, save_dir: str | Path | None = None,
         ((xt, yt), (xv, yv)), classes = load_image_folder(data_dir, size, seed, frac)
         source = f"ImageFolder {data_dir} ({len(classes)} classes, {len(xt) + len(xv)} images)"
     else:
-        (xt, yt), (xv, yv) = load_data(cfg.data.name, seed, frac)
+        size = cfg.data.extra.get("image_size")
+        (xt, yt), (xv, yv) = load_data(cfg.data.name, seed, frac, size)
         classes, source = sorted(set(yt.tolist()) | set(yv.tolist())), f"data.name={cfg.data.name}"
+        source += f" ({len(xt) + len(xv)} samples of shape {tuple(xt.shape[1:])})"
+    spec = MODELS.get(cfg.model.type)
+    if spec.images and xt.dim() != 4:
+        raise ValueError(
+            f"model.type {cfg.model.type!r} takes images (C, H, W), but {source} gives vectors "
+            f"of shape {tuple(xt.shape[1:])}; use data.name: digits or --data_dir DIR"
+        )
     torch.manual_seed(seed)
-    model = MODELS.get(cfg.model.type)(cfg, xt[0].numel(), len(classes))
+    model = spec.build(cfg, tuple(xt.shape[1:]), len(classes))
     bs = cfg.train.batch_size
     train = DataLoader(TensorDataset(xt, yt), batch_size=bs, shuffle=True)
     val = DataLoader(TensorDataset(xv, yv), batch_size=bs)
@@ -276,9 +366,39 @@ def run(config: str | Path = DEFAULT_CONFIG, save_dir: str | Path | None = None,
     hist = trainer.train(train, val, num_epochs=epochs)
     plot_history(hist, save / "history.png")
     summary = {"config": str(resolve_config(config)), "data": source, "device": str(device),
-               **{k: v[-1] for k, v in hist.items() if v}}  # fmt: skip
+               "model": cfg.model.type, "parameters": sum(p.numel() for p in model.parameters()),
+               **{k: v[-1] for k, v in hist.items() if v},
+               "dynamic_layers": _dynamic_summary(model, val, device)}  # fmt: skip
     _write_json(save / "summary.json", summary)
     return hist
+
+
+@torch.no_grad()
+def _dynamic_summary(model: nn.Module, loader: Any, device: torch.device) -> dict[str, Any]:
+    """Per dynamic layer, over one inference pass of ``loader``: its rank range, the mean rank
+    it planned, its mean energy (mJ per sample, its estimator's price) and the energy of the
+    same layer dense (``nn.Linear`` / ``nn.Conv2d`` of the same shape, same estimator)."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, DynamicLowRankLayer)}
+    if not layers:
+        return {}
+    ranks: dict[str, list[Tensor]] = {n: [] for n in layers}
+    energy: dict[str, list[Tensor]] = {n: [] for n in layers}
+    model.eval()
+    for batch in loader:
+        model(batch[0].to(device))
+        for n, m in layers.items():
+            ranks[n].append(m.last_ranks.float())
+            energy[n].append(m.last_energy_mJ)
+    out = {}
+    for n, m in layers.items():
+        positions = m.positions() if hasattr(m, "positions") else 1
+        B = loader.batch_size
+        dense = m.estimator.estimate_dense((m.in_features, m.out_features), B * positions)
+        out[n] = {"type": type(m).__name__, "r_min": m.r_min, "r_max": m.r_max,
+                  "blocks": len(m.ends), "mean_rank": float(torch.cat(ranks[n]).mean()),
+                  "energy_mJ": float(torch.cat(energy[n]).mean()),
+                  "dense_energy_mJ": dense["energy_mJ"] / B}  # fmt: skip
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -320,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_config(path)
                 note = ""
             except ValueError as err:
-                note = f"\n    not runnable yet: {str(err).split(': ', 1)[-1]}"
+                note = f"\n    refused: {str(err).split(': ', 1)[-1]}"
             print(f"{name:<16} model.type={kind:<14} {path}{note}")
         return 0
     if args.config_pos and args.config and args.config_pos != args.config:

@@ -40,9 +40,10 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
     Everything about ranks is the linear :class:`~braingate.nn.dynamic.DynamicLowRankLayer`'s
     (this class is one, with ``in_features = n`` and ``out_features = C_out``): the rank range
     ``[r_min, r_max]`` realised by gate blocks that start at ``r_min``, the scheduler and its
-    budget cap, nested training (a fraction ``nested`` of training samples at a random block
-    end), re-factoring to canonical factors so every prefix is the best truncation, the
-    scorer's own objective, the extra state. What differs:
+    budget cap, nested training (a fraction ``nested`` of training images at a random block
+    end, seeing the best truncation of the current weight), inference on canonical factors so
+    every prefix is the best truncation, the scorer's own objective, the extra state. What
+    differs:
 
     - **Scorer.** The default learned scorer reads the spatial RMS of the first
       ``k = min(r_min, 16)`` latent maps, :math:`\\sqrt{\\mathrm{mean}_{p} z_{j,p}^2}`,
@@ -58,6 +59,12 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
       W)`` per call through its event path with the per-sample gates of this call
       (``set_active_blocks((B, blocks) mask)``), so gates change between frames as the ranks
       do.
+    - **Training at the plan** (``planned``, default 0): a fraction of training images run at
+      the rank the scheduler plans for them (what inference will give them), the best
+      truncation as for nested images. When the scheduler keeps most images near ``r_min``
+      (the energy-aware scheduler at the ADLRNS seed's ``alpha = 1``), a network trained only
+      at capacity and random ends is far less accurate at inference than one trained partly at
+      its plan (see ``model.planned`` of the experiments runner's ``adlrns_resnet``).
 
     Args:
         in_channels, out_channels, kernel_size: as ``nn.Conv2d``.
@@ -66,6 +73,8 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
         scorer_hidden, num_gate_blocks, scheduler, estimator, scorer, rank_bias, capacity,
             nested, gate_unit: as :class:`~braingate.nn.dynamic.DynamicLowRankLayer`
             (``rank_bias`` adds a per-channel bias per realised rank).
+        planned: fraction of training images at their planned rank; ``planned + nested <= 1``
+            (the rest train at ``capacity``).
         stride, padding (int, pair, ``"valid"`` or ``"same"``), dilation, bias: as
             ``nn.Conv2d`` (``groups=1``, zero padding).
 
@@ -102,6 +111,7 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
         rank_bias: bool = False,
         capacity: int | None = None,
         nested: float = 0.25,
+        planned: float = 0.0,
         gate_unit: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -112,6 +122,16 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
         k = _pair("kernel_size", kernel_size)
         n = in_channels * k[0] * k[1]
         full = min(out_channels, n)
+        if (
+            not isinstance(planned, (int, float))
+            or isinstance(planned, bool)
+            or not 0 <= planned <= 1
+            or not (isinstance(nested, (int, float)) and planned + nested <= 1)
+        ):
+            raise ValueError(
+                f"planned={planned!r} must be a fraction in [0, 1] with planned + nested <= 1 "
+                f"(nested={nested!r})"
+            )
         for key, val in (("r_max", r_max), ("r_min", r_min), ("capacity", capacity)):
             if isinstance(val, int) and not isinstance(val, bool) and val > full:
                 raise ValueError(
@@ -135,6 +155,7 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
                 conv.bias.copy_(flat.bias)
         self.base = conv
         self.canonicalize()  # marks the new base's factors as canonical (they are: an SVD)
+        self.planned = float(planned)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = k
         self.in_spatial: tuple[int, int] | None = None  # of the last input (prices the ranks)
@@ -276,14 +297,18 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
         current weight in the canonical basis ``V_c`` (held fixed):
         :math:`z = \mathrm{diag}(s) V^T V_c\,(g_r \odot (V_c ∗ x))`, as the linear layer."""
         b, dev, N = self.base, xs.device, xs.shape[0]
-        ranks = torch.full((N,), self.capacity, dtype=torch.long)
-        if self.nested > 0:
-            pick = torch.rand(N) < self.nested
-            ranks[pick] = self.ends.cpu()[torch.randint(len(self.ends), (int(pick.sum()),))]
         k = self._score_units()
-        needs_basis = self.nested > 0 or k > 0
+        needs_basis = self.nested > 0 or self.planned > 0 or k > 0
         Uc, sc, Vc = self.canonical(fresh=False) if needs_basis else (None, None, None)
         zc = None if Vc is None else self._latent(xs.detach(), Vc, None, 0, self.capacity)
+        scores = self._conv_scores(xs, None if zc is None else zc[:, :k] * sc[:k, None, None])
+        planned, _ = self._record(scores, budget, xs.dtype, dev)
+        ranks = torch.full((N,), self.capacity, dtype=torch.long)
+        u = torch.rand(N)
+        at_plan = u < self.planned
+        ranks[at_plan] = planned[at_plan].clamp(max=self.capacity)
+        pick = (u >= self.planned) & (u < self.planned + self.nested)
+        ranks[pick] = self.ends.cpu()[torch.randint(len(self.ends), (int(pick.sum()),))]
         z = self._latent(xs, b.V, b.s, 0, self.capacity)
         nested = (ranks < self.capacity).to(dev)
         if bool(nested.any()):
@@ -291,8 +316,6 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
             zn = conv_mix(zc, b.V.t() @ Vc, keep, 2) * b.s[:, None, None]
             z = torch.where(nested[:, None, None, None], zn, z)
         y = self._add_rank_bias(self._mix(z, b.U), ranks)
-        scores = self._conv_scores(xs, None if zc is None else zc[:, :k] * sc[:k, None, None])
-        planned, _ = self._record(scores, budget, xs.dtype, dev)
         if scores.requires_grad:
             lo, hi = self.r_min, self.r_max
             delta = conv_mix(zc[:, lo:hi], Uc[:, lo:hi], sc[lo:hi], 2)  # upper maps' output share

@@ -3,72 +3,171 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from braingate.energy import PerfEstimator
-from braingate.experiments import bundled_configs, load_config, main, run
+from braingate.experiments import bundled_configs, load_config, main
 
 
 def test_bundled_configs_are_listed_by_name(capsys):
-    assert {"digits_dynamic", "exp_config"} <= set(bundled_configs())
+    assert {"digits_dynamic", "exp_config", "resnet_dense"} <= set(bundled_configs())
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "digits_dynamic" in out and "exp_config" in out and "adlrns_resnet" in out
+    assert "refused" not in out  # every bundled config loads
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "bundled configs: digits_dynamic, exp_config" in capsys.readouterr().out
+    assert "bundled configs: digits_dynamic, exp_config, resnet_dense" in capsys.readouterr().out
 
 
-def test_seed_exp_config_says_adlrns_resnet_is_not_yet_available(capsys, tmp_path):
-    # the seed's run_exp.sh flags, as written
-    argv = ["--config", "exp_config", "--data_dir", str(tmp_path), "--save_dir",
-            str(tmp_path / "out"), "--gpu", "0"]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "model.type 'adlrns_resnet' is not yet available" in err and "dynamic_mlp" in err
-    assert not (tmp_path / "out").exists()
-
-
-def test_seed_config_runs_end_to_end_with_an_available_model(tmp_path):
-    """The seed's YAML as written except model.type (until adlrns_resnet exists): every
-    hardware key reaches the estimator, and a short run trains and writes its files."""
-    seed = yaml.safe_load(bundled_configs()["exp_config"].read_text())
-    seed["model"]["type"] = "dynamic_mlp"
-    seed["train"].update(epochs=1, lr=3e-3, progress=False)
-    path = tmp_path / "seed.yaml"
-    path.write_text(yaml.safe_dump(seed))
-    cfg = load_config(path)
+def test_seed_exp_config_runs_as_written(capsys, tmp_path):
+    """The seed's exp_config.yaml as written (model.type adlrns_resnet, its r_min / r_max /
+    scorer / gate blocks, lr, energy weight, scheduler and hardware keys) with the seed's
+    run_exp.sh flags, for one epoch on the shipped digits."""
+    cfg = load_config("exp_config")
+    assert cfg.model.type == "adlrns_resnet" and cfg.train.epochs == 100
     est = PerfEstimator(cfg.hardware.profile())
     assert est.peak_flops == pytest.approx(15.7e12)  # gpu_type: V100
     assert est.energy_per_flop_mJ == pytest.approx(1e-6) and est.flops_per_mac == 2
-    hist = run(path, tmp_path / "out")
-    assert len(hist["epoch"]) == 1 and hist["val_acc"][-1] > 0.1  # digits: chance 0.1
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["device"] == "cpu" and (tmp_path / "out" / "history.png").stat().st_size > 0
+    out = tmp_path / "out"
+    argv = ["--config", "exp_config", "--save_dir", str(out), "--epochs", "1"]
+    if torch.cuda.is_available():
+        argv += ["--gpu", "0"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the seed's 5 mJ budget never binds
+        assert main(argv) == 0
+    assert "adlrns_resnet on data.name=digits" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "adlrns_resnet" and "(1, 8, 8)" in summary["data"]
+    layers = summary["dynamic_layers"]
+    assert len(layers) == 6 and all(v["type"] == "DynamicLowRankConv2d" for v in layers.values())
+    # the seed's range [4, 64] clipped to each conv's full rank: 16, 32, 64 channels per stage
+    assert sorted({(v["r_min"], v["r_max"]) for v in layers.values()}) == [
+        (4, 16),
+        (4, 32),
+        (4, 64),
+    ]
+    for v in layers.values():
+        assert v["r_min"] <= v["mean_rank"] <= v["r_max"]
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["epoch"]) == 1
+    assert all(np.isfinite(hist[k][0]) for k in ("train_loss", "val_loss", "energy_mJ"))
+    assert hist["energy_mJ"][0] > 0 and (out / "best.pt").exists()
+    assert (out / "history.png").stat().st_size > 0
 
 
-def test_image_folder_at_data_dir(tmp_path):
-    """--data_dir: an ImageFolder of real images (sklearn digits saved as PNG files)."""
+def test_hardware_keys_reach_the_trainers_estimators(tmp_path):
+    """Every hardware key is used: the dynamic convs of adlrns_resnet are priced by them."""
+    from braingate.experiments.runner import MODELS
+    from braingate.train import Trainer
+
+    cfg = load_config("exp_config")
+    model = MODELS.get("adlrns_resnet").build(cfg, (1, 8, 8), 10)
+    Trainer(model, cfg, save_dir=tmp_path)
+    convs = model.dynamic_convs()
+    assert len(convs) == 6
+    for conv in convs.values():
+        assert conv.estimator.energy_per_flop_mJ == pytest.approx(1e-6)
+        assert conv.estimator.peak_flops == pytest.approx(15.7e12)
+        assert conv.budget == pytest.approx(5.0)
+
+
+def _digit_folder(root, n: int = 200):
+    """An ImageFolder of real images: sklearn digits saved as 8×8 grayscale PNG files."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    for i in range(200):
-        folder = tmp_path / "imgs" / str(d.target[i])
+    for i in range(n):
+        folder = root / str(d.target[i])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8), mode="L").save(
             folder / f"{i}.png"
         )
+    return root
+
+
+def test_image_folder_at_data_dir(tmp_path):
+    """--data_dir: an ImageFolder of real images."""
+    imgs = _digit_folder(tmp_path / "imgs")
     out = tmp_path / "out"
-    argv = ["--config", "digits_dynamic", "--data_dir", str(tmp_path / "imgs"), "--save_dir",
+    argv = ["--config", "digits_dynamic", "--data_dir", str(imgs), "--save_dir",
             str(out), "--epochs", "3"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert "ImageFolder" in summary["data"] and "10 classes" in summary["data"]
     assert summary["val_acc"] > 0.2
+
+
+def test_seed_config_on_an_image_folder(tmp_path):
+    """The seed's flags with --data_dir: adlrns_resnet on (1, 16, 16) images of the folder."""
+    imgs = _digit_folder(tmp_path / "imgs", 120)
+    seed = yaml.safe_load(bundled_configs()["exp_config"].read_text())
+    seed["data"] = {"image_size": 16}
+    seed["train"]["progress"] = False
+    path = tmp_path / "seed16.yaml"
+    path.write_text(yaml.safe_dump(seed))
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert main(["--config", str(path), "--data_dir", str(imgs), "--save_dir", str(out),
+                     "--epochs", "1"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert "ImageFolder" in summary["data"] and summary["model"] == "adlrns_resnet"
+    assert len(summary["dynamic_layers"]) == 6 and np.isfinite(summary["val_loss"])
+
+
+@pytest.mark.parametrize(
+    ("config", "edit", "message"),
+    [
+        ("exp_config", lambda c: c["model"].update(hidden=64),
+         r"model key\(s\) \['hidden'\] are not read by model.type 'adlrns_resnet'"),
+        ("resnet_dense", lambda c: c["model"].update(r_max=8),
+         r"model key\(s\) \['r_max'\] are not read by model.type 'resnet'"),
+        ("exp_config", lambda c: c["model"].update(depth=3),
+         r"unknown key\(s\) \['depth'\] in model"),
+        ("exp_config", lambda c: c.update(data={"name": "basicmotions", "image_size": 16}),
+         "data.image_size applies to images"),
+        ("exp_config", lambda c: c["model"].update(width=0), "model.width=0 must be a positive int"),
+        ("exp_config", lambda c: c["model"].update(norm="layer"), "model.norm='layer' is unknown"),
+        ("resnet_dense", lambda c: c["model"].update(planned=0.5),
+         r"unknown key\(s\) \['planned'\] in model"),
+        ("exp_config", lambda c: c.update(data={"name": "gunpoint"}),
+         "model.type 'adlrns_resnet' takes images"),
+    ],
+)  # fmt: skip
+def test_image_model_keys_are_used_or_refused(tmp_path, capsys, config, edit, message):
+    cfg = yaml.safe_load(bundled_configs()[config].read_text())
+    edit(cfg)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--save_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_resnet_width_and_depth_are_read(tmp_path):
+    from braingate.experiments.runner import MODELS
+
+    cfg = yaml.safe_load(bundled_configs()["exp_config"].read_text())
+    cfg["model"].update(width=8, blocks_per_stage=2)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    model = MODELS.get("adlrns_resnet").build(load_config(path), (3, 12, 12), 5)
+    assert len(model.dynamic_convs()) == 12 and model.head.in_features == 32
+    assert model(torch.rand(2, 3, 12, 12)).shape == (2, 5)
+    dense = MODELS.get("resnet").build(load_config("resnet_dense"), (3, 12, 12), 5)
+    n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in dense.modules())
+    assert not hasattr(dense, "dynamic_convs") or not dense.dynamic_convs()
+    assert n_conv == 1 + 6 + 2  # stem, two per block, two projection shortcuts
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,21 @@ def test_nested_images_see_the_best_truncation_in_training():
         torch.testing.assert_close(y[i : i + 1].detach(), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_planned_images_train_at_the_rank_inference_gives_them():
+    torch.manual_seed(8)
+    layer = DynamicLowRankConv2d(3, 12, 3, r_max=12, r_min=3, num_gate_blocks=4, padding=1,
+                                 planned=1.0, nested=0.0, scorer=MagnitudeScorer())  # fmt: skip
+    x = images(8)
+    y, planned = layer(x)
+    assert len(set(planned.tolist())) >= 2
+    assert torch.equal(layer.last_train_ranks, planned)
+    for i, r in enumerate(planned.tolist()):
+        torch.testing.assert_close(y[i : i + 1].detach(), best_truncation(layer, x[i : i + 1], r),
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+    with pytest.raises(ValueError, match="planned=0.8 must be a fraction in"):
+        DynamicLowRankConv2d(3, 12, 3, planned=0.8, nested=0.25)
+
+
 def test_scorer_learns_through_its_objective_and_penalty():
     torch.manual_seed(4)
     layer = DynamicLowRankConv2d(3, 16, 3, r_max=16, r_min=4, scorer_hidden=8, padding=1)
