@@ -733,6 +733,20 @@ class _DeltaRNN(EventModule):
                         neuron_ops=self._neuron_ops())  # fmt: skip
         return y, new, counts
 
+    def format_step(self, y: Tensor, state: tuple):
+        """What an event-mode call on one step ``(B, n)`` returns, from :meth:`reference_step`'s
+        ``y`` and ``state``: ``(y, h_n)`` (LSTM ``(y, (h_n, c_n))``) for a sequence module, ``y``
+        for a GRU cell, ``(y, c)`` for an LSTM cell; ``y`` alone with ``return_state=False``.
+        For code that steps the module through :meth:`reference_step` in its place (training
+        through events) and must hand the model's forward what the module would."""
+        if not self.return_state:
+            return y
+        lstm = self.cell == "lstm"
+        if self.is_cell:
+            return (y, state[0].cell) if lstm else y
+        h = torch.stack([st.hidden for st in state])
+        return (y, (h, torch.stack([st.cell for st in state]))) if lstm else (y, h)
+
     def _lower(self, B: int, dtype, in_shape: tuple):
         """This module as a compiled-chain row (the fuser; see ``runtime.rnn``)."""
         return self._runner.lower(self, B, dtype, in_shape)

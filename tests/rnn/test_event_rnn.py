@@ -358,3 +358,19 @@ def test_copies_and_pickles_step_independently():
         want = step_all(m, xs[4:])
         for t in twins:
             assert torch.allclose(step_all(t, xs[4:]), want)
+
+
+@pytest.mark.parametrize("pair", SEQ + CELL, ids=["gru", "lstm", "gru_cell", "lstm_cell"])
+def test_format_step_returns_what_an_event_call_returns(pair):
+    torch.manual_seed(15)
+    cls = pair[0]
+    m = cls(3, 4, 2)
+    x = torch.randn(2, 3)
+    y, state, _ = m.reference_step(x, m.init_state(2, x))
+    m.execution = "event"
+    want = m(x)
+    got = m.format_step(y, state)
+    flat = lambda v: [v] if isinstance(v, torch.Tensor) else [t for u in v for t in flat(u)]  # noqa: E731
+    assert len(flat(got)) == len(flat(want))
+    for a, b in zip(flat(got), flat(want), strict=True):
+        assert a.shape == b.shape and torch.allclose(a.detach(), b.detach(), atol=1e-6)
