@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from braingate.energy import PerfEstimator
-from braingate.experiments import bundled_configs, load_config, main
+from braingate.experiments import bundled_configs, load_config, main, run
 
 
 def test_bundled_configs_are_listed_by_name(capsys):
@@ -210,3 +210,21 @@ def test_gpu_flag_without_cuda_is_a_clear_error(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["--config", "digits_dynamic", "--gpu", "0", "--save_dir", str(tmp_path)]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_adlrns_resnet_learns_digits_at_its_planned_ranks(tmp_path):
+    """The seed's config with a larger lr and 4 epochs: the dynamic ResNet learns the digits at
+    the ranks its scheduler plans, spending less on its convs than the same convs dense."""
+    seed = yaml.safe_load(bundled_configs()["exp_config"].read_text())
+    seed["train"].update(lr=3e-3, progress=False)
+    path = tmp_path / "seed.yaml"
+    path.write_text(yaml.safe_dump(seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hist = run(path, tmp_path / "out", epochs=4)
+    assert hist["val_acc"][-1] > 0.6  # chance: 0.1
+    layers = json.loads((tmp_path / "out" / "summary.json").read_text())["dynamic_layers"]
+    for v in layers.values():
+        assert v["r_min"] <= v["mean_rank"] <= v["r_max"]
+        assert 0 < v["energy_mJ"] < v["dense_energy_mJ"]
