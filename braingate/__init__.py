@@ -25,6 +25,7 @@ from braingate.nn import (
     EventModule,
 )
 from braingate.nn.dynamic import DynamicLowRankLayer
+from braingate.nn.dynamic_conv import DynamicLowRankConv2d
 from braingate.nn.loraven import LoRAven
 from braingate.scheduling import (
     BudgetManager,
@@ -57,6 +58,7 @@ __all__ = [
     "CalibrationResult",
     "CalibrationWarning",
     "CostModel",
+    "DynamicLowRankConv2d",
     "DynamicLowRankLayer",
     "EnergyAwareRankScheduler",
     "EnergyModel",

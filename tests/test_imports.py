@@ -33,7 +33,7 @@ LAYERS = [
         "conv_dense",
         "calibration",
     },
-    {"nn.dynamic", "nn.loraven"},
+    {"nn.dynamic", "nn.dynamic_conv", "nn.loraven"},
     {"train", "lora", "bio"},
     {"integrations", "experiments"},
 ]
