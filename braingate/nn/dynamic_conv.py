@@ -126,11 +126,12 @@ class DynamicLowRankConv2d(DynamicLowRankLayer):
             not isinstance(planned, (int, float))
             or isinstance(planned, bool)
             or not 0 <= planned <= 1
-            or not (isinstance(nested, (int, float)) and planned + nested <= 1)
         ):
+            raise ValueError(f"planned={planned!r} must be a fraction in [0, 1]")
+        if isinstance(nested, (int, float)) and planned + nested > 1:
             raise ValueError(
-                f"planned={planned!r} must be a fraction in [0, 1] with planned + nested <= 1 "
-                f"(nested={nested!r})"
+                f"planned={planned!r} + nested={nested!r} exceeds 1; pass fractions that sum "
+                "to at most 1 (the rest of the training images run at capacity)"
             )
         for key, val in (("r_max", r_max), ("r_min", r_min), ("capacity", capacity)):
             if isinstance(val, int) and not isinstance(val, bool) and val > full:
