@@ -120,16 +120,20 @@ class DynamicLowRankLayer(nn.Module):
     *down* to one (never above what it asked for; ``r_min`` at least), with a one-time warning
     that names the rank used.
 
-    **Training** (``forward`` in training mode with gradients, dense execution): a sample uses
-    all ``capacity`` units, except a fraction ``nested`` of samples that use a random block
-    end in ``[r_min, r_max]`` (nested dropout, Rippel et al., ICML 2014), so downstream layers
-    also learn to read truncated outputs. The layer re-factors its weights with
-    :func:`canonical_factors` (the product is unchanged) every ``CANON_EVERY`` optimizer steps
-    while training with nested ranks, and when it next runs outside training, so every prefix
-    is the best truncation of what was learned. The scorer is trained by its own
-    objective (see :class:`_ScorerObjective`): it learns which samples' loss rises most when
-    their rank drops from ``r_max`` to ``r_min`` — where rank matters — from the gradient the
-    task loss sends back, with no change to the user's training loop.
+    **Training** (``forward`` in training mode with gradients, dense execution): every sample
+    uses all ``capacity`` units, as ``nn.Linear`` would; optionally a fraction ``nested`` of
+    samples sees the best rank-``r`` truncation of the current weight for a random block end
+    ``r`` in ``[r_min, r_max]`` (nested dropout, Rippel et al., ICML 2014, taken in the
+    canonical basis of :func:`canonical_factors`). It is off by default: measured in
+    ``benchmarks/adaptive_rank_accuracy.py``, it cost up to 1.7 points at a higher learning
+    rate, while the truncations of a full-rank-trained weight already hold their accuracy.
+    The parameters are never re-factored behind the optimizer's back: inference reads a
+    canonical copy of the factors (``prefixes="canonical"``), so every prefix is the best
+    truncation of what was learned; ``forward_ranks`` training sets ``prefixes="raw"``, since
+    it trains the raw prefixes themselves. The scorer is trained by its own objective (see
+    :class:`_ScorerObjective`): it learns which samples' loss rises most when their rank drops
+    from ``r_max`` to ``r_min`` — where rank matters — from the gradient the task loss sends
+    back, with no change to the user's training loop.
 
     **Budget** (mJ per sample, as priced by ``estimator``, the scorer included) is a hard cap:
     no sample's rank costs more, even if that means fewer than ``r_min`` units. A budget that
@@ -176,7 +180,7 @@ class DynamicLowRankLayer(nn.Module):
         scorer: nn.Module | None = None,
         rank_bias: bool = False,
         capacity: int | None = None,
-        nested: float = 0.25,
+        nested: float = 0.0,
         gate_unit: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -242,17 +246,31 @@ class DynamicLowRankLayer(nn.Module):
         self.estimator = estimator if estimator is not None else PerfEstimator()
         self._energy_cache: dict[tuple, Tensor] = {}
         self.budget: float | None = None  # used when forward() gets budget=None (e.g. Trainer)
-        self._trained = False  # trained through forward() since the last canonicalize()
-        self._steps, self._seen = 0, None  # optimizer steps seen, factor versions at last forward
+        # inference truncates the canonical re-factoring ("canonical") or the factors as they
+        # are ("raw": set by forward_ranks, which trains the raw prefixes themselves)
+        self.prefixes = "canonical"
+        self._canon: tuple | None = None  # (factor versions it is exact for, canonical factors)
+        self._canon_seen, self._canon_age = None, 0  # versions last seen in training, steps since
+        self._base_canonical = None  # scaled factors: the event path canonicalises first
         self.last_ranks: Tensor | None = None
         self.last_train_ranks: Tensor | None = None
         self.last_scores: Tensor | None = None
         self.last_soft_rank: Tensor | None = None
         self.last_energy_mJ: Tensor | None = None
 
+    # Column norm of U and V at initialisation (s divided by its square: the same product).
+    # A design choice, measured in benchmarks/adaptive_rank_accuracy.py: with unit columns,
+    # Adam's per-entry steps turn the singular directions quickly relative to their size and
+    # full-rank factored training generalised up to ~1 point worse than nn.Linear (BasicMotions;
+    # 3-layer digits at lr 3e-3); 2 closes most of that gap while truncations stay good
+    # (3 did not: low ranks lost 5 points on BasicMotions).
+    FACTOR_SCALE = 2.0
+
     def _init_spectrum(self) -> None:
-        """Factor an ``nn.Linear``-style random weight, so ``s`` decays like a real spectrum."""
+        """Factor an ``nn.Linear``-style random weight (uniform in ``±1/√n``), so ``s`` decays
+        like a real spectrum; ``U``, ``V`` columns get norm ``FACTOR_SCALE``."""
         n, m, r = self.in_features, self.out_features, self.capacity
+        a = self.FACTOR_SCALE
         with torch.no_grad():
             w = torch.empty(m, n, device=self.base.U.device).uniform_(-1.0, 1.0) / math.sqrt(n)
             if n * m <= 1 << 19:
@@ -260,9 +278,9 @@ class DynamicLowRankLayer(nn.Module):
             else:
                 U, s, V = torch.svd_lowrank(w, q=min(r + 8, min(n, m)), niter=2)
                 U, s, V = U[:, :r], s[:r], V[:, :r]
-            self.base.U.copy_(U)
-            self.base.s.copy_(s)
-            self.base.V.copy_(V)
+            self.base.U.copy_(a * U)
+            self.base.s.copy_(s / (a * a))
+            self.base.V.copy_(a * V)
 
     # -- configuration ------------------------------------------------------------------------
     @property
@@ -338,41 +356,51 @@ class DynamicLowRankLayer(nn.Module):
 
     @torch.no_grad()
     def canonicalize(self) -> None:
-        """Re-factor in place with :func:`canonical_factors` (the layer's function is unchanged).
+        """Re-factor ``self.base`` in place with :func:`canonical_factors` (the product is
+        unchanged), so its own prefixes and blocks are the best truncations.
 
-        Runs on its own at the first forward outside training after training through
-        ``forward``; call it after editing the factors yourself.
+        Dense inference does not need it (it reads a canonical copy); the event path calls it
+        before stepping. Never called during training: it would leave an optimizer's
+        per-entry state (Adam's moments) describing other coordinates.
         """
         b = self.base
         U, s, V = canonical_factors(b.U, b.s, b.V)
         b.U.copy_(U), b.s.copy_(s), b.V.copy_(V)
         b.refresh()
-        self._trained = False
+        self._base_canonical = self._versions()
 
-    # Optimizer steps between re-factorings while training with nested ranks (a design choice:
-    # often enough that raw prefixes stay near the best truncations; measured in
-    # benchmarks/adaptive_rank_accuracy.py).
-    CANON_EVERY = 50
-
-    def _maybe_recanonicalize(self) -> None:
-        """Nested ranks train prefixes of the raw factors, so keep those near the best
-        truncations: re-factor every ``CANON_EVERY`` optimizer steps. A step is seen as a
-        change of the factors' version counters between two training forwards, so the
-        factors are never edited while a graph that saved them may still be backpropagated
-        (a layer applied several times before one backward is left alone)."""
+    def _versions(self) -> tuple[int, ...]:
         b = self.base
-        seen = (b.U._version, b.s._version, b.V._version)
-        if self._seen is not None and seen != self._seen:
-            self._steps += 1
-            if self._steps % self.CANON_EVERY == 0:
-                self.canonicalize()
-                seen = (b.U._version, b.s._version, b.V._version)
-        self._seen = seen
+        return (id(b.U), b.U._version, id(b.s), b.s._version, id(b.V), b.V._version)
+
+    # Optimizer steps between refreshes of the canonical basis that training reads (nested
+    # samples, the scorer's input and target). A design choice: a stale basis only makes those
+    # projections slightly off the best truncations, and each refresh costs O((n + m) R^2).
+    BASIS_EVERY = 10
+
+    def canonical(self, fresh: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """Canonical factors ``(U_c, s_c, V_c)`` of the current weights, detached and cached.
+
+        ``fresh=False`` (training) reuses a copy up to ``BASIS_EVERY`` optimizer steps old;
+        an optimizer step is seen as a change of the factors' versions.
+        """
+        now = self._versions()
+        if self._canon is not None and self._canon[0] == now:
+            return self._canon[1]  # exact for the current factors
+        if self._canon is not None and not fresh:
+            if now != self._canon_seen:  # an optimizer step since the last training forward
+                self._canon_seen, self._canon_age = now, self._canon_age + 1
+            if self._canon_age < self.BASIS_EVERY:
+                return self._canon[1]
+        b = self.base
+        self._canon = (now, canonical_factors(b.U.detach(), b.s.detach(), b.V.detach()))
+        self._canon_seen, self._canon_age = now, 0
+        return self._canon[1]
 
     # -- state ----------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
-        """The rank range and whether the factors await re-factoring (kept in ``state_dict``)."""
-        return {"r_min": self.r_min, "r_max": self.r_max, "trained": self._trained}
+        """The rank range and which prefixes inference uses (kept in ``state_dict``)."""
+        return {"r_min": self.r_min, "r_max": self.r_max, "prefixes": self.prefixes}
 
     def set_extra_state(self, state: dict) -> None:
         if not isinstance(state, dict) or not {"r_min", "r_max"} <= set(state):
@@ -381,7 +409,7 @@ class DynamicLowRankLayer(nn.Module):
             )
         if (state["r_min"], state["r_max"]) != (self.r_min, self.r_max):
             self.set_rank_range(int(state["r_min"]), int(state["r_max"]))
-        self._trained = bool(state.get("trained", False))
+        self.prefixes = str(state.get("prefixes", "canonical"))
 
     # -- energy ---------------------------------------------------------------------------------
     def scorer_energy_mJ(self) -> float:
@@ -468,14 +496,15 @@ class DynamicLowRankLayer(nn.Module):
                 f"r_min={self.r_min} for some samples, so their rank goes below r_min: {rng}"))  # fmt: skip
 
     # -- forward -------------------------------------------------------------------------------
-    def _scores(self, x2: Tensor, z: Tensor | None) -> Tensor:
+    def _scores(self, U, s, V, x2: Tensor, z: Tensor | None) -> Tensor:
+        """Scores from the input, or from the first latent units ``z = s ⊙ Vᵀx`` of the factors
+        inference uses (given, or computed here)."""
         if self.r_min == self.r_max:  # one rank to give: the scorer is not run (nor charged)
             return torch.full((x2.shape[0],), 0.5, dtype=x2.dtype, device=x2.device)
         if getattr(self.scorer, "reads", "input") == "latent":
             k = self.scorer.units
             if z is None:
-                b = self.base
-                z = x2 @ b.V[:, :k] * b.s[:k]
+                z = x2 @ V[:, :k] * s[:k]
             return self.scorer(z[:, :k].detach())
         return self.scorer(x2)
 
@@ -492,46 +521,55 @@ class DynamicLowRankLayer(nn.Module):
         x2 = x.reshape(-1, self.in_features)
         dev, b = x.device, self.base
         learning = self.training and torch.is_grad_enabled() and b.execution == "dense"
-        if self._trained and not learning:
-            self.canonicalize()
-        if learning and self.nested > 0:
-            self._maybe_recanonicalize()
         budget = self.budget if budget is None else budget
         if b.execution != "dense":
             if x.dim() != 2:
                 raise ValueError(
                     f"execution={self.execution!r} takes one step (B, {self.in_features})"
                 )
-            scores = self._scores(x2, None)
+            if self.prefixes == "canonical" and self._base_canonical != self._versions():
+                self.canonicalize()
+            scores = self._scores(b.U, b.s, b.V, x2, None)
             ranks, _ = self._record(scores, budget, x.dtype, dev)
             units = ranks.to(dev)
             gate = torch.arange(self._ev_blocks, device=dev) * self.gate_unit < units[:, None]
             self.base.set_active_blocks(gate)
             return self._add_rank_bias(self.base(x2), ranks), ranks
         if not learning:  # compute only the units some sample uses
-            scores = self._scores(x2, None)
+            U, s, V = self.canonical() if self.prefixes == "canonical" else (b.U, b.s, b.V)
+            scores = self._scores(U, s, V, x2, None)
             planned, _ = self._record(scores, budget, x.dtype, dev)
             top = max(int(planned.max()), 1) if planned.numel() else 1
             units = torch.arange(top, device=dev)
             gate = (units < planned.to(dev)[:, None]).to(x.dtype)
-            z = x2 @ b.V[:, :top] * b.s[:top]
-            y = torch.nn.functional.linear(z * gate, b.U[:, :top], b.bias)
+            z = x2 @ V[:, :top] * s[:top]
+            y = torch.nn.functional.linear(z * gate, U[:, :top], b.bias)
             return self._add_rank_bias(y, planned).reshape(*lead, self.out_features), planned
-        z = x2 @ b.V * b.s  # (N, capacity): every unit trains
-        scores = self._scores(x2, z)
-        planned, _ = self._record(scores, budget, x.dtype, dev)
-        self._trained = True
-        N = z.shape[0]
+        return self._train_forward(x2, budget, lead)
+
+    def _train_forward(self, x2: Tensor, budget: Any, lead: tuple) -> tuple[Tensor, Tensor]:
+        """Every unit trains; nested samples see the best rank-``r`` truncation of the current
+        weight, :math:`W V_c^{(r)} V_c^{(r)T}`, with the canonical basis ``V_c`` held fixed."""
+        b, dev, N = self.base, x2.device, x2.shape[0]
         ranks = torch.full((N,), self.capacity, dtype=torch.long)
         if self.nested > 0:
             pick = torch.rand(N) < self.nested
             ranks[pick] = self.ends.cpu()[torch.randint(len(self.ends), (int(pick.sum()),))]
-        units = torch.arange(self.capacity, device=dev)
-        y = torch.nn.functional.linear(z * (units < ranks.to(dev)[:, None]), b.U, b.bias)
+        needs_basis = self.nested > 0 or getattr(self.scorer, "reads", "input") == "latent"
+        Uc, sc, Vc = self.canonical(fresh=False) if needs_basis else (None, None, None)
+        zc = None if Vc is None else x2.detach() @ Vc  # canonical coordinates of x (unscaled)
+        x_in = x2
+        if self.nested > 0 and bool((ranks < self.capacity).any()):
+            keep = torch.arange(self.capacity, device=dev) < ranks.to(dev)[:, None]
+            nested = (ranks < self.capacity).to(dev)[:, None]
+            x_in = torch.where(nested, (zc * keep) @ Vc.t(), x2)
+        y = torch.nn.functional.linear(x_in @ b.V * b.s, b.U, b.bias)
         y = self._add_rank_bias(y, ranks)
+        scores = self._scores(Uc, sc, Vc, x2, None if zc is None else zc * sc)
+        planned, _ = self._record(scores, budget, x2.dtype, dev)
         if scores.requires_grad:
-            upper = (units >= self.r_min) & (units < self.r_max)
-            delta = torch.nn.functional.linear(z.detach() * upper, b.U.detach())
+            lo, hi = self.r_min, self.r_max
+            delta = (zc[:, lo:hi] * sc[lo:hi]) @ Uc[:, lo:hi].t()  # upper units' output share
             y = _ScorerObjective.apply(y, scores, delta)
         self.last_train_ranks = ranks
         return y.reshape(*lead, self.out_features), planned
@@ -573,6 +611,8 @@ class DynamicLowRankLayer(nn.Module):
         r = torch.as_tensor(ranks, dtype=torch.long).reshape(-1)
         if r.numel() == 0 or int(r.min()) < 1 or int(r.max()) > self.capacity:
             raise ValueError(f"ranks={ranks!r} must be ints in [1, capacity={self.capacity}]")
+        if self.training and torch.is_grad_enabled():
+            self.prefixes = "raw"  # these very prefixes are being trained: inference uses them
         b, top = self.base, int(r.max())
         z = sanitize_input(x, self) @ b.V[:, :top] * b.s[:top]  # (B, top)
         y = (z[:, :, None] * b.U[:, :top].t()).cumsum(dim=1)[:, r.to(x.device) - 1]

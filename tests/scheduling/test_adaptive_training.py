@@ -48,7 +48,7 @@ def test_canonical_factors_keep_the_product_and_give_best_truncations(rng):
     torch.testing.assert_close(V2, V, rtol=0, atol=1e-5)
 
 
-def test_training_runs_at_capacity_and_eval_refactors(rng):
+def test_training_runs_at_capacity_and_inference_truncates_the_canonical_copy(rng):
     layer = DynamicLowRankLayer(
         20, 12, r_max=6, r_min=2, num_gate_blocks=5, capacity=10, nested=0.0
     )
@@ -56,24 +56,72 @@ def test_training_runs_at_capacity_and_eval_refactors(rng):
     y, ranks = layer(x)
     assert (layer.last_train_ranks == 10).all()  # trains wide
     assert ((ranks >= 2) & (ranks <= 6)).all()  # returns the scheduler's plan
-    y.pow(2).mean().backward()
-    with torch.no_grad():
-        for p in layer.parameters():
-            if p.grad is not None:
-                p.sub_(0.1 * p.grad)
-    _scramble(layer)
+    _scramble(layer)  # as after training: neither orthonormal nor sorted
     b = layer.base
-    w = ((b.U * b.s) @ b.V.t()).clone()
+    before = [p.detach().clone() for p in (b.U, b.s, b.V)]
     layer.eval()
     layer.scheduler = FixedRankScheduler(2, 6, 6)
     with torch.no_grad():
         y6, r = layer(x)
     assert (r == 6).all()
-    # re-factored before inference: same product, orthonormal factors, sorted spectrum
-    torch.testing.assert_close((b.U * b.s) @ b.V.t(), w, rtol=1e-5, atol=1e-5)
-    assert (b.s[:-1] >= b.s[1:]).all()
-    U, s, V = (b.U[:, :6], b.s[:6], b.V[:, :6])
-    torch.testing.assert_close(y6, x @ ((U * s) @ V.t()).t() + b.bias, rtol=1e-4, atol=1e-4)
+    # the parameters are untouched (an optimizer's state still describes them) ...
+    assert all(torch.equal(p, q) for p, q in zip(before, (b.U, b.s, b.V)))
+    # ... and the output is the best rank-6 truncation of the weight
+    with torch.no_grad():
+        u, sv, vh = torch.linalg.svd((b.U * b.s) @ b.V.t())
+        w6 = (u[:, :6] * sv[:6]) @ vh[:6]
+    torch.testing.assert_close(y6, x @ w6.t() + b.bias, rtol=1e-4, atol=1e-4)
+
+
+def test_the_training_basis_may_lag_but_inference_is_exact(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, num_gate_blocks=4, nested=0.5)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05)
+    x = _x(rng)
+    for _ in range(3):  # fewer steps than BASIS_EVERY: training reads a stale basis
+        y, _ = layer(x)
+        opt.zero_grad()
+        y.pow(2).mean().backward()
+        opt.step()
+    layer(x)
+    assert layer._canon_age == 3 and layer._canon[0] != layer._versions()
+    b = layer.base
+    Uc, sc, Vc = layer.canonical()  # inference: recomputed for the current factors
+    with torch.no_grad():
+        torch.testing.assert_close((Uc * sc) @ Vc.t(), (b.U * b.s) @ b.V.t(), rtol=1e-5, atol=1e-5)
+
+
+def test_event_mode_canonicalises_the_base_once_and_matches_dense(rng):
+    layer = DynamicLowRankLayer(
+        20, 12, r_max=8, r_min=2, num_gate_blocks=4, scorer=MagnitudeScorer()
+    )
+    _scramble(layer)
+    layer.eval()
+    x = _x(rng, 4)
+    with torch.no_grad():
+        y_dense, r1 = layer(x)
+        layer.scorer.running_mean.zero_(), layer.scorer.seen.zero_()
+        layer.execution = "event"
+        y_event, r2 = layer(x)
+    assert torch.equal(r1, r2)
+    torch.testing.assert_close(y_event, y_dense, rtol=1e-4, atol=1e-4)
+    b = layer.base
+    assert (b.s[:-1] >= b.s[1:]).all()  # the base now holds canonical factors
+    assert layer._base_canonical == layer._versions()
+
+
+def test_forward_ranks_training_keeps_the_raw_prefixes(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, num_gate_blocks=4)
+    assert layer.prefixes == "canonical"
+    layer.forward_ranks(_x(rng), [2, 8]).sum().backward()
+    assert layer.prefixes == "raw"
+    _scramble(layer)
+    layer.eval()
+    layer.scheduler = FixedRankScheduler(2, 8, 4)
+    x = _x(rng, 3)
+    with torch.no_grad():
+        y, _ = layer(x)
+        torch.testing.assert_close(y, layer.forward_ranks(x, [4])[:, 0], rtol=1e-4, atol=1e-5)
+    assert layer.state_dict()["_extra_state"]["prefixes"] == "raw"
 
 
 def test_nested_fraction_trains_prefix_ranks(rng):
@@ -87,10 +135,10 @@ def test_nested_fraction_trains_prefix_ranks(rng):
     assert 0.25 < share < 0.5  # half the samples are nested, and some of those land on r_max
 
 
-def test_refactoring_never_edits_factors_a_pending_graph_saved(rng):
-    """A layer applied twice before one backward (e.g. unrolled over time) must backprop."""
+def test_a_layer_applied_twice_in_one_graph_backpropagates(rng):
+    """Nothing edits the factors between forward and backward (e.g. unrolled over time)."""
     layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=2, nested=0.5)
-    layer.CANON_EVERY = 1
+    layer.BASIS_EVERY = 1
     opt = torch.optim.SGD(layer.parameters(), lr=0.01)
     x = _x(rng)
     for _ in range(4):
@@ -99,7 +147,7 @@ def test_refactoring_never_edits_factors_a_pending_graph_saved(rng):
         opt.zero_grad()
         y.pow(2).mean().backward()
         opt.step()
-    assert layer._steps >= 3  # optimizer steps were seen and re-factoring ran between them
+    assert layer._canon_age == 0  # the basis was refreshed at every step
 
 
 def test_event_mode_matches_dense_with_capacity_above_r_max(rng):
