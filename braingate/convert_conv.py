@@ -4,9 +4,10 @@ Registers ``nn.Conv1d`` -> :class:`~braingate.nn.event_conv.EventConv1d` and ``n
 :class:`~braingate.nn.event_conv.EventConv2d` in :data:`braingate.convert.CONVERTERS`
 (truncated SVD of ``W.reshape(C_out, -1)``). A BatchNorm that directly follows a conv is folded
 into its weight and bias first (:func:`fold_batchnorm`, running statistics, i.e. the eval-mode
-function). Grouped / depthwise convs and non-zero padding modes are not convertible: the
-factored weight mixes every input channel, and events of padded borders are not defined; they
-stay dense and are reported (:func:`refusal`).
+function; ``bg.convert`` does it through the converter's ``absorbs`` / ``fold``). Grouped /
+depthwise convs and non-zero padding modes are not convertible: the factored weight mixes every
+input channel, and events of padded borders are not defined; they stay dense, with the reason
+in ``model.conversion_report`` (:func:`refusal`).
 """
 
 from __future__ import annotations

@@ -54,6 +54,20 @@ def test_convert_turns_convs_into_event_convs_at_fractional_rank():
     assert isinstance(c1[0], EventConv1d) and c1[0].rank == 4 and c1[0].blocks == 2
 
 
+def test_convert_folds_batchnorm_and_leaves_grouped_convs_dense_with_the_reason():
+    m = bn_net()
+    m.insert(3, nn.Conv2d(6, 6, 3, padding=1, groups=3))
+    x = torch.randn(2, 2, 8, 8)
+    want = m(x)
+    with pytest.warns(UserWarning, match="left these layers dense"):
+        bg.convert(m, rank=1.0)
+    assert isinstance(m[0], EventConv2d) and isinstance(m[1], nn.Identity)
+    assert m.conversion_report["0"]["folded"] == "1"
+    rep = m.conversion_report["3"]
+    assert not rep["converted"] and "groups=3" in rep["reason"]
+    torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-5)
+
+
 def test_refusals_name_the_reason():
     assert "groups=2" in refusal(nn.Conv2d(4, 4, 3, groups=2))
     assert "padding_mode='circular'" in refusal(nn.Conv2d(4, 4, 3, padding=1,
