@@ -68,7 +68,9 @@ def test_dtype_device_and_type_errors():
         m([1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="must be an nn.GRU"):
         EventGRU.from_gru(nn.LSTM(3, 4), 2)
-    with pytest.raises(TypeError, match=r"rank must be an int, a pair \(r_ih, r_hh\) or a list of 1 pairs"):
+    with pytest.raises(
+        TypeError, match=r"rank must be an int, a pair \(r_ih, r_hh\) or a list of 1 pairs"
+    ):
         EventGRU(3, 4, 2.5)
     with pytest.raises(ValueError, match=r"dropout=1.5"):
         EventGRU(3, 4, 2, dropout=1.5)
