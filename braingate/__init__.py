@@ -23,6 +23,7 @@ from braingate.nn import (
     EventLSTM,
     EventLSTMCell,
     EventModule,
+    EventResidual,
 )
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.nn.dynamic_conv import DynamicLowRankConv2d
@@ -70,6 +71,7 @@ __all__ = [
     "EventLSTMCell",
     "EventLinear",
     "EventModule",
+    "EventResidual",
     "EventState",
     "LoRAven",
     "PerfEstimator",

@@ -203,3 +203,6 @@ def _snntorch():
     except ImportError:  # pragma: no cover - snntorch is a core dependency
         return None
     return snntorch
+
+
+from braingate.integrations import neurobench_conv  # noqa: E402, F401 - registers conv probes

@@ -7,6 +7,7 @@ compose these with schedulers and estimators, so they are imported from their mo
 
 from braingate.nn import _fusers  # noqa: F401 - registers the compiled lowering of these modules
 from braingate.nn.base import EventModule
+from braingate.nn.event_blocks import EventResidual
 from braingate.nn.event_conv import EventConv1d, EventConv2d
 from braingate.nn.event_linear import EventLinear
 from braingate.nn.event_rnn import EventGRU, EventGRUCell, EventLSTM, EventLSTMCell
@@ -22,4 +23,5 @@ __all__ = [
     "EventLSTMCell",
     "EventLinear",
     "EventModule",
+    "EventResidual",
 ]

@@ -212,9 +212,11 @@ class EventChain:
         plan, run, keep, watch, tracked, epochs, ptrs, steppers = [], [], [], [], [], [], [], []
         shape, h = tuple(x.shape[1:]), x
 
+        run_out: list = [None]  # per-sample shape after the open run (reshapes included)
+
         def close_run(h: Tensor) -> Tensor:
             if run:
-                seg = _compile(run)
+                seg = _compile(run, run_out[0])
                 plan.append(seg)
                 run.clear()
                 h = self._exec(seg, h, B)
@@ -244,6 +246,7 @@ class EventChain:
                 steppers.append(row.stepper)
                 row.stepper.listen(self._listener)
             shape = tuple(row.out_shape)
+            run_out[0] = shape
         h = close_run(h)
         self._plan = plan
         one = plan[0] if len(plan) == 1 and type(plan[0]) is _Compiled else None
@@ -303,14 +306,14 @@ class EventChain:
         return sum(type(s) is _Compiled for s in self._plan or ())
 
 
-def _compile(rows: list[Row]) -> _Compiled:
+def _compile(rows: list[Row], out_shape: tuple | None = None) -> _Compiled:
     width = max(len(r.values) for r in rows)
     desc = np.zeros((len(rows), width), np.int64)
     for i, r in enumerate(rows):
         desc[i, : len(r.values)] = r.values
     step, reset = chain_kernels(tuple(r.op for r in rows))
-    return _Compiled(tuple(rows), desc, step, reset, int(rows[0].values[0]),
-                     tuple(rows[-1].out_shape))  # fmt: skip
+    out = tuple(rows[-1].out_shape) if out_shape is None else tuple(out_shape)
+    return _Compiled(tuple(rows), desc, step, reset, int(rows[0].values[0]), out)
 
 
 def why_not_fusable(model: nn.Module) -> str:
