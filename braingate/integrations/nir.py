@@ -193,6 +193,18 @@ def _export_event_linear(nir, key, name, mod: EventLinear, width, form, dt):
     return nodes, mod.out_features
 
 
+def _no_nir_recurrence(nir, key, name, mod, width, form, dt):
+    raise ValueError(
+        f"module {name!r} ({type(mod).__name__}) cannot be exported: NIR 1.0 has no gated "
+        "recurrent primitive (no sigmoid/tanh nodes, no elementwise products), so a delta "
+        "GRU/LSTM has no NIR form; export the feed-forward parts separately"
+    )
+
+
+for _kind in ("event_gru", "event_lstm", "event_gru_cell", "event_lstm_cell"):
+    EXPORTERS.add(_kind, _no_nir_recurrence)
+
+
 @EXPORTERS.register(nn.Linear)
 def _export_linear(nir, key, name, mod: nn.Linear, width, form, dt):
     return {f"lin{key}": _weight_node(nir, _np(mod.weight), mod.bias, {})}, mod.out_features

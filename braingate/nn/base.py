@@ -168,6 +168,11 @@ class EventModule(nn.Module):
         thresholds). Used by training through events."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def format_step(self, y: Tensor, state: Any) -> Any:
+        """What an event-mode call returns, from :meth:`reference_step`'s ``y`` and ``state``
+        (``y`` itself by default; recurrent layers return torch's ``(output, hidden)``)."""
+        return y
+
     # -- shared behaviour -----------------------------------------------------------------------
     def report_entry(self, batch: int, dense_steps: int = 0) -> dict:
         """The layer's fields in a Report: ``kind``, :meth:`describe`, and the unit events per

@@ -91,7 +91,7 @@ def _step_forward(name: str, tape: EventTape, states: dict):
         y, st, counts = self.reference_step(x, st)
         states[name], states[name + ".batch"] = st, B
         tape.add(name, counts)
-        return y
+        return self.format_step(y, st)
 
     return forward
 
