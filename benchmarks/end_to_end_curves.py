@@ -134,11 +134,12 @@ class Task:
     readout: str
     dense_epochs: int  # the dense source (pipeline recipe)
     e2e: EventRecipe  # the end-to-end recipe (its dense_epochs is the dense phase)
-    stage_epochs: int  # event epochs per budget of the end-to-end curve (the first stage x2)
+    first_epochs: int  # end-to-end event epochs at the first budget (anneal, then consolidate)
+    stage_epochs: int  # end-to-end event epochs at each further budget
     finetune_epochs: int  # pipeline fine-tuning epochs per budget
     finetune_batch: int
     calib_evals: int = 60
-    budgets: tuple[float, ...] = (1 / 10, 1 / 14, 1 / 20)
+    budgets: tuple[float, ...] = (1 / 12, 1 / 16, 1 / 24)
     event_batch: int | None = None  # end-to-end batch in the event phase (None: the recipe's)
 
 
@@ -146,22 +147,23 @@ TASKS: dict[str, Task] = {
     "digits": Task(
         "digits", load_digits, 256, (32, 16, 10), "last", 150,
         EventRecipe(dense_epochs=100, batch_size=64, lr=3e-3, event_lr=1e-3, weight_decay=1e-2,
-                    input_dropout=0.2, threshold_init=0.05, threshold_lr=0.1, penalty=1.0),
-        stage_epochs=4, finetune_epochs=6, finetune_batch=128,
+                    input_dropout=0.2, threshold_init=0.05, threshold_lr=0.1, penalty=1.0,
+                    anneal=0.4),
+        first_epochs=20, stage_epochs=6, finetune_epochs=6, finetune_batch=128,
     ),
     "BasicMotions": Task(
         "BasicMotions", load_basic_motions, 128, (6, 32, 4), "mean", 60,
         EventRecipe(dense_epochs=150, batch_size=20, lr=3e-3, event_lr=1e-3, weight_decay=1e-2,
                     input_dropout=0.1, threshold_init=0.3, threshold_lr=0.1, penalty=2.0,
                     grad_clip=1.0, anneal=0.4),
-        stage_epochs=4, finetune_epochs=8, finetune_batch=40,
+        first_epochs=12, stage_epochs=4, finetune_epochs=12, finetune_batch=20,
     ),
     "GunPoint": Task(
         "GunPoint", load_gun_point, 128, (16, 32, 2), "mean", 200,
         EventRecipe(dense_epochs=400, batch_size=64, lr=1e-2, event_lr=1e-3, weight_decay=1e-4,
                     threshold_init=0.3, threshold_lr=0.1, penalty=2.0, grad_clip=1.0,
                     anneal=0.4),
-        stage_epochs=4, finetune_epochs=8, finetune_batch=50, event_batch=25,
+        first_epochs=16, stage_epochs=6, finetune_epochs=10, finetune_batch=25, event_batch=25,
     ),
 }  # fmt: skip
 QUICK = {"train": 64, "test": 48, "dense_epochs": 20, "e2e_dense": 20, "stage_epochs": 1,
@@ -233,6 +235,7 @@ def run_case(task: Task, s: Split, seed: int, methods: tuple[str, ...], quick: b
     if quick:
         recipe = replace(recipe, dense_epochs=QUICK["e2e_dense"])
     stage = QUICK["stage_epochs"] if quick else task.stage_epochs
+    first = QUICK["stage_epochs"] if quick else task.first_epochs
 
     if "dense-recipe" in methods:  # the dense MLP trained by the end-to-end dense phase
         t0 = time.perf_counter()
@@ -277,7 +280,7 @@ def run_case(task: Task, s: Split, seed: int, methods: tuple[str, ...], quick: b
         events = replace(recipe, dense_epochs=0, batch_size=task.event_batch or recipe.batch_size)
         for k, b in enumerate(budgets):
             if k == 0:  # thresholds from the change scale, budget from where the network is
-                r, epochs = events, 2 * stage
+                r, epochs = events, first
             else:  # continue: thresholds kept, budget annealed from the previous one
                 r = replace(events, threshold_init=None, budget_start=budgets[k - 1])
                 epochs = stage

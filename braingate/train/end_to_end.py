@@ -23,9 +23,14 @@ model, with the regularisation and schedule that sigma-delta training recipes us
 
 with ``k`` the event epoch, ``K = epochs`` and ``a = recipe.anneal``. One optimizer (AdamW)
 runs through both phases (the thresholds join it at the event phase); within each phase the
-learning rate warms up linearly, then follows a cosine to 0 (or stays constant). Input dropout draws one mask per sample
-and feature for the whole stream: a mask redrawn every step would make dropped inputs flicker,
-which is a stream of events the network never sees at inference.
+learning rate warms up linearly, then follows a cosine to 0 (or stays constant).
+
+Input dropout draws one mask per stream and feature for the whole stream (a mask redrawn every
+step would make dropped inputs flicker: events the network never sees at inference), and only in
+the dense phase: thresholds are absolute, and learning them on inputs scaled by ``1/(1-p)`` would
+tune them to magnitudes inference never sees. Activity is not free to lower: after the budget is
+reached, further event epochs at that budget (``1 - anneal`` of them) let the weights recover
+accuracy under the thresholds they now have.
 """
 
 from __future__ import annotations
