@@ -259,12 +259,13 @@ class DynamicLowRankLayer(nn.Module):
         self.last_energy_mJ: Tensor | None = None
 
     # Column norm of U and V at initialisation (s divided by its square: the same product).
-    # A design choice, measured in benchmarks/adaptive_rank_accuracy.py: with unit columns,
-    # Adam's per-entry steps turn the singular directions quickly relative to their size and
-    # full-rank factored training generalised up to ~1 point worse than nn.Linear (BasicMotions;
-    # 3-layer digits at lr 3e-3); 2 closes most of that gap while truncations stay good
-    # (3 did not: low ranks lost 5 points on BasicMotions).
-    FACTOR_SCALE = 2.0
+    # A design choice, measured with benchmarks/adaptive_rank_accuracy.py: with unit columns,
+    # full-rank factored training ended up to ~1 point below nn.Linear (BasicMotions; 3-layer
+    # digits at lr 3e-3); larger columns turn the singular directions more slowly under
+    # Adam's per-entry steps and move the singular values faster. 1.75 closed most of the gap;
+    # 2 did too but its rank-4 truncations after a few steps were worse, 3 lost 5 points at
+    # low ranks.
+    FACTOR_SCALE = 1.75
 
     def _init_spectrum(self) -> None:
         """Factor an ``nn.Linear``-style random weight (uniform in ``±1/√n``), so ``s`` decays
@@ -449,7 +450,7 @@ class DynamicLowRankLayer(nn.Module):
         ends = self.ends.cpu()
         out = self._scheduler.schedule_rank(
             scores.detach().cpu(), budget=budget, candidates=ends, energy=energy,
-            singular_values=self.base.s.detach()[: self.r_max].abs().cpu(),
+            singular_values=self._spectrum()[: self.r_max].cpu(),
             layer_dims=(self.in_features, self.out_features),
         )  # fmt: skip
         ranks = (
@@ -483,6 +484,12 @@ class DynamicLowRankLayer(nn.Module):
             nb = torch.minimum(nb, cap)
         pad = torch.cat([ends.new_zeros(1), ends])
         return pad[nb], nb
+
+    def _spectrum(self) -> Tensor:
+        """Singular values of the factors inference truncates (what schedulers weigh)."""
+        if self.prefixes == "canonical":
+            return self.canonical(fresh=not (self.training and torch.is_grad_enabled()))[1]
+        return self.base.s.detach().abs()
 
     def _check_budget_range(self, b: Tensor, energy: Tensor, batch: int) -> None:
         rng = describe_range(energy, self.ends.tolist(), self.estimator, batch)
