@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from braingate.energy.estimator import PerfEstimator, energy_of
 from braingate.functional.lowrank import svd_factorize
+from braingate.nn._optim_watch import optimizer_steps
 from braingate.nn.event_linear import EventLinear
 from braingate.scheduling.base import RankScheduler, check_budget, check_rank_range
 from braingate.scheduling.budget import describe_range
@@ -371,8 +372,17 @@ class DynamicLowRankLayer(nn.Module):
         self._base_canonical = self._versions()
 
     def _versions(self) -> tuple[int, ...]:
+        """What identifies the factors' values: their tensors, version counters, and the
+        process's optimizer-step count (fused optimizers move no version counter)."""
         b = self.base
-        return (id(b.U), b.U._version, id(b.s), b.s._version, id(b.V), b.V._version)
+        return (id(b.U), b.U._version, id(b.s), b.s._version, id(b.V), b.V._version,
+                optimizer_steps())  # fmt: skip
+
+    def refresh(self) -> None:
+        """Forget the cached canonical copy (after ``.data`` edits, which nothing notices)."""
+        self._canon = None
+        self._base_canonical = None
+        self.base.refresh()
 
     # Optimizer steps between refreshes of the canonical basis that training reads (nested
     # samples, the scorer's input and target). A design choice: a stale basis only makes those

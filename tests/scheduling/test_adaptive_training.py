@@ -229,3 +229,27 @@ def test_layer_options_errors():
         DynamicLowRankLayer(
             20, 12, r_max=6, r_min=6, num_gate_blocks=1
         )  # one rank: one block, no warning
+
+
+def test_inference_follows_fused_optimizer_steps_and_data_edits(rng):
+    layer = DynamicLowRankLayer(20, 12, r_max=8, r_min=8, num_gate_blocks=1, nested=0.0)
+    layer.eval()
+    x = _x(rng, 5)
+    with torch.no_grad():
+        before, _ = layer(x)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, fused=True)  # moves no version counter
+    layer.train()
+    y, _ = layer(x)
+    y.pow(2).mean().backward()
+    opt.step()
+    layer.eval()
+    b = layer.base
+    with torch.no_grad():
+        after, _ = layer(x)
+        w = (b.U * b.s) @ b.V.t()
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, x @ w.t() + b.bias, rtol=1e-4, atol=1e-4)
+    b.s.data.mul_(2.0)  # invisible to every counter: refresh() says so
+    layer.refresh()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x)[0], x @ (2 * w).t() + b.bias, rtol=1e-4, atol=1e-4)
