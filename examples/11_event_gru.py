@@ -11,21 +11,20 @@
 5. ``hwmaps`` maps the measured traffic onto Loihi (the hidden factor reads the layer's own
    hidden units: recurrent self-traffic).
 
-    python examples/11_event_gru.py [--quick]
+    python examples/11_event_gru.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
+import _outputs
 import torch
 from torch import nn
 
 import braingate as bg
 import hwmaps
-import hwmaps.extract_rnn  # registers the recurrent extractor (until hwmaps imports it)
 from braingate.datasets.sensors import basic_motions
 from braingate.nn.event_rnn import EventGRU
 from braingate.sim.fused import compile_events
@@ -59,9 +58,8 @@ def per_step_us(step, xs: torch.Tensor, reset) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer epochs and timing streams")
-    args = ap.parse_args(argv)
+    args = _outputs.parser(__doc__, "fewer epochs and timing streams").parse_args(argv)
+    out_dir = _outputs.output_dir("11_event_gru", args.quick, args.out)
     torch.set_num_threads(1)
     d = basic_motions()
     H = 32
@@ -121,9 +119,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Loihi: {len(network.blocks)} blocks, {network.synapses} synapses, "
           f"{energy.total_j * 1e12:.0f} pJ per step, {per_sample * 1e9:.1f} nJ per sample "
           f"(static included)")  # fmt: skip
-    return {"acc_torch": acc_torch, **{f"acc_{k}": v for k, v in acc.items()},
-            "ratio": dense_ops / rep.total["synops"], "us_event": us_event,
-            "us_torch": us_torch, "energy_j_per_sample": per_sample}  # fmt: skip
+    res = {"acc_torch": acc_torch, **{f"acc_{k}": v for k, v in acc.items()},
+           "ratio": dense_ops / rep.total["synops"], "us_event": us_event,
+           "us_torch": us_torch, "energy_j_per_sample": per_sample}  # fmt: skip
+    paths = [_outputs.write_json(out_dir / "report.json", rep.to_dict()),
+             _outputs.write_json(out_dir / "summary.json", res)]  # fmt: skip
+    _outputs.announce(out_dir, paths)
+    return res
 
 
 if __name__ == "__main__":
