@@ -223,10 +223,10 @@ class EventChain:
             return h
 
         slots = _slots(self.model)
-        sizes = {id(c): (c, len(c)) for c, _, _ in slots if c is not None}
-        for container, key, m in slots:
-            if container is not None:
-                watch.append((container, key, m))  # net[2] = other: lowered again
+        # net[2] = other, net.append(...), del net[i]: lowered again (one list compare per
+        # container; modules compare by identity)
+        containers = {id(c): (c, list(c.values())) for c, _, _ in slots if c is not None}
+        for _, _, m in slots:
             fuser = fuser_for(m)
             row = fuser(m, B, dtype, shape) if fuser is not None else None
             if not isinstance(row, Row) or (not row.op and not run):
@@ -255,7 +255,7 @@ class EventChain:
         self._shape = x.shape
         self._keep = keep
         self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
-        self._sizes = list(sizes.values())  # net.append(...) / del net[i]: lowered again
+        self._containers = list(containers.values())
         self._tracked = tracked
         self._steppers = steppers
         self._version_sum = version_sum(tracked)
@@ -289,8 +289,8 @@ class EventChain:
         for t, ptr in self._ptrs:
             if t.data_ptr() != ptr:
                 return False
-        for container, size in self._sizes:
-            if len(container) != size:
+        for container, modules in self._containers:
+            if list(container.values()) != modules:
                 return False
         for getter, dicts, total in self._epoch_sums:
             if sum(map(getter, dicts)) != total:
