@@ -162,6 +162,10 @@ class DynamicLowRankLayer(nn.Module):
         nested: fraction of training samples at a random prefix rank, in ``[0, 1]``.
         gate_unit: block size of ``self.base`` (its event-path gate granularity); default the
             largest that divides every block end and ``capacity``.
+        factor_scale: column norm of ``U`` and ``V`` at initialisation (``s`` divided by its
+            square: the same product). Larger columns turn the singular directions more
+            slowly under Adam's per-entry steps and move the singular values faster; see
+            :class:`~braingate.nn.loraven.LoRAven`, which uses 1.75.
 
     Shape: ``x (..., n) -> (y (..., m), ranks (N,))`` with ``N`` the product of the leading dims.
     """
@@ -183,6 +187,7 @@ class DynamicLowRankLayer(nn.Module):
         capacity: int | None = None,
         nested: float = 0.0,
         gate_unit: int | None = None,
+        factor_scale: float = 1.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -211,11 +216,14 @@ class DynamicLowRankLayer(nn.Module):
             raise ValueError(
                 f"capacity={capacity!r} must be an int in [r_max={r_max}, min(in, out)={full}]"
             )
+        if not isinstance(factor_scale, (int, float)) or not 0 < factor_scale < math.inf:
+            raise ValueError(f"factor_scale={factor_scale!r} must be a positive number")
         if not isinstance(nested, (int, float)) or isinstance(nested, bool) or not 0 <= nested <= 1:
             raise ValueError(f"nested={nested!r} must be a fraction in [0, 1]")
         self._warned: set[str] = set()
         self.in_features, self.out_features = in_features, out_features
         self.capacity, self.nested = capacity, float(nested)
+        self.factor_scale = float(factor_scale)
         self.num_gate_blocks = num_gate_blocks
         self.r_min, self.r_max = r_min, r_max
         self.register_buffer(
@@ -259,20 +267,11 @@ class DynamicLowRankLayer(nn.Module):
         self.last_soft_rank: Tensor | None = None
         self.last_energy_mJ: Tensor | None = None
 
-    # Column norm of U and V at initialisation (s divided by its square: the same product).
-    # A design choice, measured with benchmarks/adaptive_rank_accuracy.py: with unit columns,
-    # full-rank factored training ended up to ~1 point below nn.Linear (BasicMotions; 3-layer
-    # digits at lr 3e-3); larger columns turn the singular directions more slowly under
-    # Adam's per-entry steps and move the singular values faster. 1.75 closed most of the gap;
-    # 2 did too but its rank-4 truncations after a few steps were worse, 3 lost 5 points at
-    # low ranks.
-    FACTOR_SCALE = 1.75
-
     def _init_spectrum(self) -> None:
         """Factor an ``nn.Linear``-style random weight (uniform in ``±1/√n``), so ``s`` decays
-        like a real spectrum; ``U``, ``V`` columns get norm ``FACTOR_SCALE``."""
+        like a real spectrum; ``U``, ``V`` columns get norm ``factor_scale``."""
         n, m, r = self.in_features, self.out_features, self.capacity
-        a = self.FACTOR_SCALE
+        a = self.factor_scale
         with torch.no_grad():
             w = torch.empty(m, n, device=self.base.U.device).uniform_(-1.0, 1.0) / math.sqrt(n)
             if n * m <= 1 << 19:

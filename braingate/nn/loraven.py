@@ -20,6 +20,13 @@ from braingate.scheduling.scorers import LatentScorer
 
 __all__ = ["MODE_PRESETS", "LoRAven", "ModePreset", "mode_ranks", "output_floor", "preset_ranks"]
 
+# Column norm of the factors at initialisation (DynamicLowRankLayer's factor_scale). A design
+# choice, measured with benchmarks/adaptive_rank_accuracy.py: with unit columns, LoRAven's
+# full-rank training ended up to ~1 point below nn.Linear (BasicMotions; 3-layer digits at lr
+# 3e-3); 1.75 closed most of that gap; 2 made rank-4 truncations after a few steps worse and
+# 3 lost 5 points at low ranks.
+FACTOR_SCALE = 1.75
+
 
 @dataclass(frozen=True)
 class ModePreset:
@@ -150,6 +157,7 @@ class LoRAven(nn.Module):
             else preset.num_gate_blocks
         )
         hidden = kw.setdefault("scorer_hidden", preset.scorer_hidden)
+        kw.setdefault("factor_scale", FACTOR_SCALE)
         ranges = [self._range(n, m, md, capacity) for md in MODE_PRESETS] + [(r_min, r_max)]
         ok = [(lo, hi) for lo, hi in ranges if isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi]  # fmt: skip
         if "scorer" not in kw and ok:
