@@ -224,6 +224,11 @@ def test_layer_options_errors():
         DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, nested=1.5)
     with pytest.raises(ValueError, match="gate_unit=4 must be a positive divisor"):
         DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, gate_unit=4)
+    with pytest.raises(ValueError, match="factor_scale=0 must be a positive number"):
+        DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, factor_scale=0)
+    layer = DynamicLowRankLayer(20, 12, r_max=6, num_gate_blocks=2, factor_scale=2.0)
+    torch.testing.assert_close(layer.base.U.norm(dim=0), torch.full((6,), 2.0))
+    assert LoRAven(20, 12).layer.factor_scale == 1.75
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DynamicLowRankLayer(
