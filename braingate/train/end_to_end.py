@@ -387,7 +387,9 @@ def train_events(
             history += _event_phase(model, run, layers, epochs, budget, readout, validation)
     finally:
         for layer in layers.values():
-            layer.freeze_thresholds()
+            freeze = getattr(layer, "freeze_thresholds", None)  # not (yet) in the protocol
+            if freeze is not None:
+                freeze()
         model.train(was_training)
     return history
 
