@@ -8,6 +8,7 @@ from braingate.train.config import (
     SchedulerConfig,
     TrainConfig,
 )
+from braingate.train.end_to_end import EventRecipe, evaluate_events, train_events
 from braingate.train.events_in_loop import EventTape, events_in_loop, rollout
 from braingate.train.plots import plot_history
 from braingate.train.regularizers import (
@@ -21,6 +22,7 @@ from braingate.train.trainer import ADLRNSTrainer, Trainer
 __all__ = [
     "ADLRNSTrainer",
     "DataConfig",
+    "EventRecipe",
     "EventTape",
     "ExperimentConfig",
     "HardwareConfig",
@@ -30,9 +32,11 @@ __all__ = [
     "Trainer",
     "activity_penalty",
     "energy_penalty",
+    "evaluate_events",
     "event_rate",
     "events_in_loop",
     "model_energy_penalty",
     "plot_history",
     "rollout",
+    "train_events",
 ]
