@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -50,9 +51,13 @@ def machine() -> dict:
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON atomically (a temporary file in the same folder, then rename):
+    an interrupted run never leaves a half-written result."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
     return path
 
 
