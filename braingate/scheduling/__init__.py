@@ -10,6 +10,7 @@ from braingate.scheduling.schedulers import (
 )
 from braingate.scheduling.scorers import (
     InputChangeScorer,
+    LatentScorer,
     MagnitudeScorer,
     MLPComplexityScorer,
     make_scorer,
@@ -23,6 +24,7 @@ __all__ = [
     "EnergyAwareRankScheduler",
     "FixedRankScheduler",
     "InputChangeScorer",
+    "LatentScorer",
     "MLPComplexityScorer",
     "MagnitudeScorer",
     "RankScheduler",
