@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from braingate._registry import Registry
@@ -29,6 +31,7 @@ __all__ = [
     "EventModule",
     "event_modules",
     "register_event_layer",
+    "threshold_property",
 ]
 
 #: Counter names of the protocol, in :class:`Counts` order (per sample, one step).
@@ -184,13 +187,66 @@ class EventModule(nn.Module):
         d["latent_unit_events"] = (np.asarray(lat_u, np.float64) / batch + dense_steps).tolist()
         return d
 
-    def learn_thresholds(self, per_unit: bool = True) -> None:  # pragma: no cover - abstract
-        """Make the thresholds learnable parameters (``softplus`` of raw values)."""
+    # -- thresholds (fixed values, or learned: ``softplus(<name>_raw)``) ------------------------
+    def threshold_sizes(self) -> dict[str, int]:  # pragma: no cover - abstract
+        """``{threshold name: units}``: what :func:`threshold_property`, :meth:`learn_thresholds`
+        and :meth:`freeze_thresholds` work on (e.g. input width and rank)."""
         raise NotImplementedError
+
+    def learn_thresholds(self, per_unit: bool = True) -> None:
+        """Make the thresholds learnable: a parameter ``<name>_raw`` per threshold, ``(units,)``
+        (``()`` when ``per_unit=False``), used as ``θ = softplus(raw) ≥ 0`` and started at the
+        current values. The torch event path (autograd on) passes surrogate gradients to them;
+        :meth:`freeze_thresholds` turns them back into fixed values."""
+        from braingate.functional.surrogate import softplus_inverse
+
+        like = next(self.parameters())
+        for name, size in self.threshold_sizes().items():
+            value = torch.as_tensor(getattr(self, name), dtype=like.dtype, device=like.device)
+            value = value.detach().expand(size) if per_unit else value.detach().mean()
+            self.register_parameter(f"{name}_raw", nn.Parameter(softplus_inverse(value.clone())))
+        self._epoch += 1
+
+    def freeze_thresholds(self) -> None:
+        """Replace learned thresholds by their current values (fixed tensors) and drop the
+        ``*_raw`` parameters; a no-op for fixed thresholds."""
+        for name in self.threshold_sizes():
+            raw = self._parameters.pop(f"{name}_raw", None)
+            if raw is not None:
+                value = F.softplus(raw.detach()).clone()
+                setattr(self, name, value if value.dim() else float(value))
+
+    def _set_raw(self, key: str, value: float | Tensor) -> None:
+        """Keep a learned threshold in step with an assigned value (calibration sets values)."""
+        raw = self._parameters.get(key)
+        if raw is not None:
+            from braingate.functional.surrogate import softplus_inverse
+
+            with torch.no_grad():
+                v = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
+                raw.copy_(softplus_inverse(v.expand_as(raw) if v.dim() <= raw.dim() else v.mean()))
 
     def set_active_blocks(self, k_or_mask) -> None:  # pragma: no cover - abstract
         """Switch gate blocks: ``k`` most important, a bool mask, or None for all."""
         raise NotImplementedError
+
+
+def threshold_property(name: str, doc: str) -> property:
+    """A threshold attribute of an :class:`EventModule`: the fixed value ``_<name>`` (checked
+    against ``threshold_sizes()[name]`` when assigned), or ``softplus(<name>_raw)`` while learned.
+    Assigning bumps the layer's ``_epoch`` (cached kernel arguments are rebuilt)."""
+    key = "_" + name
+
+    def get(self):
+        raw = self._parameters.get(name + "_raw")
+        return getattr(self, key) if raw is None else F.softplus(raw)
+
+    def set(self, value) -> None:
+        setattr(self, key, check.threshold(name, value, self.threshold_sizes()[name]))
+        self._set_raw(name + "_raw", getattr(self, key))
+        self._epoch += 1
+
+    return property(get, set, doc=doc)
 
 
 def event_modules(model: nn.Module) -> dict[str, EventModule]:

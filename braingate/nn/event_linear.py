@@ -14,7 +14,7 @@ from braingate.functional.gating import block_importance, blocks_to_units, first
 from braingate.functional.lowrank import lowrank_linear, masked_weight, svd_factorize
 from braingate.nn import _validate as check
 from braingate.nn._event_runner import EventRunner
-from braingate.nn.base import Counts, EventModule, register_event_layer
+from braingate.nn.base import Counts, EventModule, register_event_layer, threshold_property
 from braingate.runtime import RUNTIME_LOCK
 from braingate.state import EventState
 
@@ -162,64 +162,18 @@ class EventLinear(EventModule):
         return layer
 
     # -- configuration --------------------------------------------------------------------------
-    @property
-    def threshold(self) -> float | Tensor:
-        """Input threshold θ ≥ 0 (scalar or per input coordinate); ``softplus(threshold_raw)``
-        while learned (:meth:`learn_thresholds`)."""
-        raw = self._parameters.get("threshold_raw")
-        return self._threshold if raw is None else torch.nn.functional.softplus(raw)
+    threshold = threshold_property(
+        "threshold",
+        "Input threshold θ ≥ 0 (scalar or per input coordinate); ``softplus(threshold_raw)`` "
+        "while learned (:meth:`learn_thresholds`).",
+    )
+    latent_threshold = threshold_property(
+        "latent_threshold",
+        "Latent threshold θ_z ≥ 0 (scalar or per rank unit); learnable like ``threshold``.",
+    )
 
-    @threshold.setter
-    def threshold(self, value: float | Tensor) -> None:
-        self._threshold = check.threshold("threshold", value, self.in_features)
-        self._set_raw("threshold_raw", self._threshold)
-        self._epoch += 1
-
-    @property
-    def latent_threshold(self) -> float | Tensor:
-        """Latent threshold θ_z ≥ 0 (scalar or per rank unit); learnable like ``threshold``."""
-        raw = self._parameters.get("latent_threshold_raw")
-        return self._latent_threshold if raw is None else torch.nn.functional.softplus(raw)
-
-    @latent_threshold.setter
-    def latent_threshold(self, value: float | Tensor) -> None:
-        self._latent_threshold = check.threshold("latent_threshold", value, self.rank)
-        self._set_raw("latent_threshold_raw", self._latent_threshold)
-        self._epoch += 1
-
-    def learn_thresholds(self, per_unit: bool = True) -> None:
-        """Make θ and θ_z learnable: parameters ``threshold_raw`` ``(n,)`` and
-        ``latent_threshold_raw`` ``(R,)`` (``()`` each when ``per_unit=False``), used as
-        ``θ = softplus(raw) ≥ 0`` and started at the current values. The torch event path
-        (autograd enabled) then passes surrogate gradients to them; :meth:`freeze_thresholds`
-        turns them back into fixed values.
-        """
-        from braingate.functional.surrogate import softplus_inverse
-
-        for name, size in (("threshold", self.in_features), ("latent_threshold", self.rank)):
-            value = torch.as_tensor(getattr(self, name), dtype=self.U.dtype, device=self.U.device)
-            value = value.detach().expand(size) if per_unit else value.detach().mean()
-            self.register_parameter(f"{name}_raw", nn.Parameter(softplus_inverse(value.clone())))
-        self._epoch += 1
-
-    def freeze_thresholds(self) -> None:
-        """Replace learned thresholds by their current values (fixed tensors) and drop the
-        ``*_raw`` parameters; a no-op for fixed thresholds."""
-        for name in ("threshold", "latent_threshold"):
-            raw = self._parameters.pop(f"{name}_raw", None)
-            if raw is not None:
-                value = torch.nn.functional.softplus(raw.detach()).clone()
-                setattr(self, name, value if value.dim() else float(value))
-
-    def _set_raw(self, key: str, value: float | Tensor) -> None:
-        """Keep a learned threshold in step with an assigned value (calibration sets values)."""
-        raw = self._parameters.get(key)
-        if raw is not None:
-            from braingate.functional.surrogate import softplus_inverse
-
-            with torch.no_grad():
-                v = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
-                raw.copy_(softplus_inverse(v.expand_as(raw) if v.dim() <= raw.dim() else v.mean()))
+    def threshold_sizes(self) -> dict[str, int]:
+        return {"threshold": self.in_features, "latent_threshold": self.rank}
 
     def set_active_blocks(self, k_or_mask: int | Tensor | None) -> None:
         """Switch gate blocks: ``k`` most important blocks (by ``Σ s²``), or a bool mask.
