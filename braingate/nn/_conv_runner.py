@@ -23,7 +23,7 @@ from torch import Tensor
 from braingate.functional.conv_events import ConvEventState, conv_resync
 from braingate.nn._optim_watch import optimizer_steps
 from braingate.runtime.conv import CONV
-from braingate.runtime.ops import Row
+from braingate.runtime.ops import Row, RunnerStepper
 
 KERNEL_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 _VERSION = operator.attrgetter("_version")
@@ -307,10 +307,10 @@ class ConvRunner:
         self.resync_ops += float((active * per).sum())
 
 
-class _Stepper:
+class _Stepper(RunnerStepper):
     """A chain row's bookkeeping hooks for one conv layer (see :class:`~braingate.runtime.Row`)."""
 
-    __slots__ = ("layer", "runner")
+    __slots__ = ("layer",)
 
     def __init__(self, runner: ConvRunner, layer) -> None:
         self.runner, self.layer = runner, layer
@@ -320,17 +320,6 @@ class _Stepper:
 
     def advance(self, p: int) -> int:
         return self.runner.advance(self.layer, p)
-
-    def listen(self, ref) -> None:
-        r = self.runner
-        if ref not in r.listeners:
-            r.listeners = [w for w in r.listeners if w() is not None] + [ref]
-
-    def notify(self) -> None:
-        self.runner.notify()
-
-    def zeroable(self) -> bool:
-        return self.runner.zeroable()
 
     def restarted(self) -> None:
         self.runner.restarted()

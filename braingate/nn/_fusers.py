@@ -13,14 +13,15 @@ from braingate.nn.event_linear import EventLinear
 from braingate.nn.lif import LIF
 from braingate.runtime import Row, register_fuser
 from braingate.runtime.elementwise import LIF_LAYOUT
+from braingate.runtime.ops import RunnerStepper
 
 __all__: list[str] = []
 
 
-class _LinearStepper:
+class _LinearStepper(RunnerStepper):
     """Step bookkeeping of an EventLinear stepped by a compiled chain."""
 
-    __slots__ = ("layer", "runner")
+    __slots__ = ("layer",)
 
     def __init__(self, layer: EventLinear) -> None:
         self.layer, self.runner = layer, layer._runner
@@ -36,17 +37,6 @@ class _LinearStepper:
         if (r.steps - p) // k != r.steps // k and r.state is not None:
             r._resync(self.layer)  # in place: the chain's addresses stay valid
         return k - r.steps % k
-
-    def listen(self, ref) -> None:
-        r = self.runner
-        if ref not in r.listeners:
-            r.listeners = [w for w in r.listeners if w() is not None] + [ref]
-
-    def notify(self) -> None:
-        self.runner.notify()
-
-    def zeroable(self) -> bool:
-        return self.runner.zeroable()
 
     def restarted(self) -> None:
         self.runner.restarted(fresh=True)

@@ -23,7 +23,16 @@ from torch import nn
 from braingate._registry import Registry
 from braingate.runtime.layout import Layout
 
-__all__ = ["FUSERS", "OPS", "RUNTIME_LOCK", "Op", "Row", "fuser_for", "register_fuser"]
+__all__ = [
+    "FUSERS",
+    "OPS",
+    "RUNTIME_LOCK",
+    "Op",
+    "Row",
+    "RunnerStepper",
+    "fuser_for",
+    "register_fuser",
+]
 
 #: Every compiled event step of this process runs under this lock: two threads stepping one
 #: model (or one stepper) are serialised, so a re-sync or re-pack in one thread can never free
@@ -83,6 +92,25 @@ class Row(NamedTuple):
     epochs: tuple = ()
     ptrs: tuple = ()
     stepper: Any = None
+
+
+class RunnerStepper:
+    """Base of a :class:`Row`'s ``stepper``: the hooks every layer runner answers the same way
+    (``listeners`` of weak callbacks run by ``notify()`` before a reset, ``zeroable()``).
+    Subclasses add ``started``, ``advance`` and ``restarted`` for their runner."""
+
+    __slots__ = ("runner",)
+
+    def listen(self, ref) -> None:
+        r = self.runner
+        if ref not in r.listeners:
+            r.listeners = [w for w in r.listeners if w() is not None] + [ref]
+
+    def notify(self) -> None:
+        self.runner.notify()
+
+    def zeroable(self) -> bool:
+        return self.runner.zeroable()
 
 
 #: Compiled ops by name.

@@ -24,7 +24,7 @@ import torch
 from braingate.functional import _kernels
 from braingate.runtime.chain import chain_kernels
 from braingate.runtime.layout import Layout
-from braingate.runtime.ops import OPS, Op
+from braingate.runtime.ops import OPS, Op, RunnerStepper
 from braingate.runtime.ptr import AVAILABLE, view
 
 __all__ = ["RNN", "RNN_LAYER", "RNNRunner", "fuse_delta_rnn"]
@@ -260,10 +260,10 @@ def _per_unit(value, size: int, dtype) -> np.ndarray:
     return np.full(size, value, dtype)
 
 
-class _Stepper:
+class _Stepper(RunnerStepper):
     """Step bookkeeping of a recurrent module stepped by a compiled chain (see ``Row.stepper``)."""
 
-    __slots__ = ("module", "runner")
+    __slots__ = ("module",)
 
     def __init__(self, module, runner) -> None:
         self.module, self.runner = module, runner
@@ -279,17 +279,6 @@ class _Stepper:
         if (r.steps - p) // k != r.steps // k:
             r.resync(self.module)  # in place: the chain's addresses stay valid
         return k - r.steps % k
-
-    def listen(self, ref) -> None:
-        r = self.runner
-        if ref not in r.listeners:
-            r.listeners = [w for w in r.listeners if w() is not None] + [ref]
-
-    def notify(self) -> None:
-        self.runner.notify()
-
-    def zeroable(self) -> bool:
-        return self.runner.zeroable()
 
     def restarted(self) -> None:
         self.runner.restarted(fresh=True)
