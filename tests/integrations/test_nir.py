@@ -141,7 +141,11 @@ def test_errors():
     with pytest.raises(ValueError, match="form='bogus'"):
         to_nir(_model(), form="bogus")
     with pytest.raises(ValueError, match="no NIR export"):
+        to_nir(nn.Sequential(nn.Linear(4, 4), nn.Tanh()))
+    with pytest.raises(ValueError, match="no ReLU node.*spiking neuron"):
         to_nir(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    with pytest.raises(ValueError, match="takes 5 features but receives per-sample shape"):
+        to_nir(nn.Sequential(nn.Linear(4, 4), nn.Linear(5, 2)))
     with pytest.raises(TypeError, match="nn.Sequential"):
         to_nir(nn.GRU(3, 3))
     per_sample = _model()
