@@ -33,6 +33,7 @@ from braingate.functional.event_step import event_step, resync
 from braingate.functional.events import refuse_nonfinite
 from braingate.nn._optim_watch import optimizer_steps
 from braingate.runtime import chain_kernels
+from braingate.runtime.chain import entry_point
 from braingate.runtime.linear import LINEAR
 from braingate.runtime.ops import owned
 from braingate.state import EventState
@@ -350,11 +351,14 @@ class EventRunner:
         P = layer._parameters
         tracked = ctx.tracked
         row = self.kernel_row(layer, ctx, self._counts_buf) if kernel else None
+        desc = None if row is None else np.array([row[0]], np.int64)
+        witness = _WITNESS.get(x.dtype)
+        step = None
+        if desc is not None:  # its entry point for these argument types: no per-call dispatch
+            step = entry_point(_one_layer_kernel(), 0, x.shape[0], desc, *witness)
         self._hot = _Hot(
             self.state if kernel else None, layer._epoch, tracked, version_sum(tracked),
-            x.shape, x.dtype, None if row is None else np.array([row[0]], np.int64),
-            None if row is None else row[1], _WITNESS.get(x.dtype), P["U"], ctx,
-            _one_layer_kernel() if kernel else None,
+            x.shape, x.dtype, desc, None if row is None else row[1], witness, P["U"], ctx, step,
         )  # fmt: skip
 
     def kernel_row(self, layer, ctx: _Context, counts: np.ndarray):

@@ -30,12 +30,15 @@ from braingate.nn._event_runner import _WITNESS, version_sum
 from braingate.nn._optim_watch import optimizer_steps
 from braingate.nn.base import event_modules
 from braingate.runtime import RUNTIME_LOCK, Row, chain_kernels, fuser_for
+from braingate.runtime.chain import entry_point
 from braingate.sim.control import reset as reset_model
 
 __all__ = ["EventChain", "compile_events", "why_not_fusable"]
 
 _STRIDED = torch.strided
 _VERSION = operator.attrgetter("_version")
+_IS, _EQ, _GET = operator.is_, operator.eq, dict.get
+_ACQUIRE, _RELEASE = RUNTIME_LOCK.acquire, RUNTIME_LOCK.release
 
 
 class _Compiled(NamedTuple):
@@ -94,7 +97,8 @@ class EventChain:
 
     # -- stepping -------------------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
-        with RUNTIME_LOCK:  # threads on one chain (or its layers) are serialised
+        _ACQUIRE()  # threads on one chain (or its layers) are serialised; acquire / release
+        try:  # directly: half the cost of a with-statement on every step
             if (
                 type(x) is not Tensor  # subclasses (FakeTensor, ...) may have no data to read
                 or x.shape != self._shape
@@ -106,6 +110,8 @@ class EventChain:
             ):
                 return self._call_checked(x)
             return self._run(x if x.is_contiguous() else x.contiguous())
+        finally:
+            _RELEASE()
 
     def _run(self, x: Tensor) -> Tensor:
         if self._after_reset:  # the layers' first step since a reset: no longer fresh
@@ -216,7 +222,7 @@ class EventChain:
 
         def close_run(h: Tensor) -> Tensor:
             if run:
-                seg = _compile(run, run_out[0])
+                seg = _compile(run, run_out[0], B, self._types)
                 plan.append(seg)
                 run.clear()
                 h = self._exec(seg, h, B)
@@ -225,7 +231,7 @@ class EventChain:
         slots = _slots(self.model)
         # net[2] = other, net.append(...), del net[i]: lowered again (one list compare per
         # container; modules compare by identity)
-        containers = {id(c): (c, list(c.values())) for c, _, _ in slots if c is not None}
+        containers = {id(c): (c, dict(c)) for c, _, _ in slots if c is not None}
         for _, _, m in slots:
             fuser = fuser_for(m)
             row = fuser(m, B, dtype, shape) if fuser is not None else None
@@ -255,7 +261,13 @@ class EventChain:
         self._shape = x.shape
         self._keep = keep
         self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
-        self._containers = list(containers.values())
+        # C-level checks (map over builtins, no Python frame per entry): every watched mapping
+        # still holds the object lowered, every container the modules it had
+        self._watch_dicts = [d for d, _, _ in watch]
+        self._watch_keys = [k for _, k, _ in watch]
+        self._watch_objs = [o for _, _, o in watch]
+        self._containers = [c for c, _ in containers.values()]
+        self._container_snaps = [snap for _, snap in containers.values()]
         self._tracked = tracked
         self._steppers = steppers
         self._version_sum = version_sum(tracked)
@@ -283,15 +295,14 @@ class EventChain:
         """
         if self._plan is None:
             return False
-        for d, key, obj in self._watch:
-            if d.get(key) is not obj:
-                return False
+        if not all(map(_IS, map(_GET, self._watch_dicts, self._watch_keys), self._watch_objs)):
+            return False
         for t, ptr in self._ptrs:
             if t.data_ptr() != ptr:
                 return False
-        for container, modules in self._containers:
-            if list(container.values()) != modules:
-                return False
+        # modules compare by identity (nn.Module defines no __eq__)
+        if not all(map(_EQ, self._containers, self._container_snaps)):
+            return False
         for getter, dicts, total in self._epoch_sums:
             if sum(map(getter, dicts)) != total:
                 return False
@@ -306,12 +317,15 @@ class EventChain:
         return sum(type(s) is _Compiled for s in self._plan or ())
 
 
-def _compile(rows: list[Row], out_shape: tuple | None = None) -> _Compiled:
+def _compile(rows: list[Row], out_shape: tuple | None, B: int, types: tuple) -> _Compiled:
     width = max(len(r.values) for r in rows)
     desc = np.zeros((len(rows), width), np.int64)
     for i, r in enumerate(rows):
         desc[i, : len(r.values)] = r.values
     step, reset = chain_kernels(tuple(r.op for r in rows))
+    # the entry points for exactly the argument types _exec / reset pass (no per-call dispatch)
+    step = entry_point(step, 0, B, desc, *types)
+    reset = entry_point(reset, B, desc, *types)
     out = tuple(rows[-1].out_shape) if out_shape is None else tuple(out_shape)
     return _Compiled(tuple(rows), desc, step, reset, int(rows[0].values[0]), out)
 
