@@ -57,7 +57,7 @@ CONVERTERS.add(
 )
 
 #: Module types that hold weights but have no converter: left dense and reported as such.
-_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase, nn.RNNCellBase, nn.Embedding)
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase, nn.RNNCellBase, nn.Embedding)
 
 
 def _converter(m: nn.Module) -> Converter | None:
@@ -82,7 +82,8 @@ def convert(
     Args:
         model: the module to convert (modified in place and returned).
         rank: an int (capped at each layer's full rank), a float in (0, 1] (fraction of each
-            layer's full rank), or ``{module name: rank}`` (int or fraction per layer).
+            layer's full rank), or ``{module name: rank}`` (int or fraction per layer;
+            convertible layers it does not name stay dense, listed in the warning and report).
         blocks: gate blocks per layer, as far as each layer allows (a layer whose rank cannot
             hold ``blocks`` gets the most it can; listed in the report).
         threshold, latent_threshold, execution: passed to every new layer.
@@ -112,6 +113,7 @@ def convert(
         unknown = sorted(set(rank) - set(names))
         if unknown:
             raise ValueError(f"rank dict names {unknown}, not convertible layers; known: {names}")
+        names = [n for n in names if n in rank]  # the others stay dense (reported, warned)
     plans, refused = {}, {}
     for name in names:  # plan every layer first: a bad rank leaves the model untouched
         mod = model.get_submodule(name)
@@ -159,7 +161,12 @@ def convert(
         and not _inside(n, names)
     ]
     for n, m in left:
-        why = "not in targets" if _converter(m) is not None else "no converter for this type"
+        if _converter(m) is None:
+            why = "no converter for this type"
+        elif isinstance(rank, dict) and n not in rank and _wanted(n, targets):
+            why = "not in the rank dict"
+        else:
+            why = "not in targets"
         report[n] = {"type": type(m).__name__, "converted": False, "reason": why}
     dense = [(n, model.get_submodule(n)) for n in refused] + left
     if dense:
@@ -210,8 +217,6 @@ def _plan(name: str, mod: nn.Module, rank, blocks: int) -> tuple[int, int, list[
     """``(rank, blocks, adjustments)`` for one layer, as close to the request as it allows."""
     full = _converter(mod).full_rank(mod)
     want = rank[name] if isinstance(rank, dict) else rank
-    if isinstance(rank, dict) and name not in rank:
-        raise ValueError(f"rank dict has no entry for {name!r}")
     adjusted = []
     r = max(1, round(want * full)) if isinstance(want, float) else want
     if r > full:

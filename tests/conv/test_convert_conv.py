@@ -92,3 +92,31 @@ def test_dense_conv_counts_are_neurobench_synops():
         assert rep.layers["0"]["dense_synops"] == y[0].numel() * conv.weight[0].numel()
         np.testing.assert_allclose(rep.layers["0"]["input_unit_events"],
                                    (x != 0).transpose(0, 1).flatten(1).sum(1).numpy() / 4)  # fmt: skip
+
+
+def test_rank_dict_converts_the_layers_it_names_and_reports_the_others_dense():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 7 * 7, 10),
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match=r"3 \(Conv2d: not in the rank dict\)"):
+        bg.convert(net, rank={"0": 4, "6": 5}, execution="event")
+    assert isinstance(net[0], EventConv2d) and isinstance(net[3], nn.Conv2d)
+    assert net.conversion_report["3"] == {"type": "Conv2d", "converted": False,
+                                          "reason": "not in the rank dict"}  # fmt: skip
+    xs = torch.rand(4, 2, 1, 14, 14)
+    per_path = []
+    for fuse in (True, False):  # compiled chain and module calls count the dense conv alike
+        bg.reset(net)
+        _, rep = bg.simulate(net, xs, mode="event", fuse=fuse)
+        per_path.append({n: (d["synops"], d["dense_synops"]) for n, d in rep.layers.items()})
+    assert per_path[0] == per_path[1]
+    assert per_path[0]["3"][1] == 8 * 8 * 9 * 7 * 7 * 4  # its MACs per sample, 4 steps
+
+
+def test_rank_dict_with_an_unknown_name_is_refused_before_anything_changes():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="not convertible layers"):
+        bg.convert(net, rank={"0": 2, "conv9": 3})
+    assert isinstance(net[0], nn.Conv2d)
