@@ -20,22 +20,27 @@ from braingate.integrations.nir import from_nir, to_nir  # noqa: E402
 from braingate.nn.event_conv import EventConv1d, EventConv2d  # noqa: E402
 
 
+def _saccades(encoding: str) -> torch.Tensor:
+    """A few saccade-digit frames (real digits, real motion): (T=9, B=4, C, 16, 16)."""
+    d = saccade_digits(encoding=encoding, n=40, size=16, scale=1, steps_per_saccade=3, seed=0)
+    return d.x_test[:, :4].contiguous()
+
+
 @pytest.fixture(scope="module")
 def frames() -> torch.Tensor:
-    """A few saccade-digit frames: (T=9, B=4, 1, 16, 16) intensities (real digits, real motion)."""
-    d = saccade_digits(n=40, size=16, scale=1, steps_per_saccade=3, seed=0)
-    return d.x_test[:, :4].contiguous()
+    """Intensity frames, (9, 4, 1, 16, 16)."""
+    return _saccades("intensity")
 
 
 def _leaky(beta: float, th: float) -> nn.Module:
     return snn.Leaky(beta=beta, threshold=th, init_hidden=True, reset_mechanism="zero")
 
 
-def _spiking_cnn(seed: int = 0, blocks: int = 2) -> nn.Sequential:
+def _spiking_cnn(seed: int = 0, blocks: int = 2, channels: int = 1) -> nn.Sequential:
     """conv → LIF → avg pool → conv (stride 2) → LIF → flatten → linear → LIF, converted."""
     torch.manual_seed(seed)
     dense = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), _leaky(0.8, 0.3), nn.AvgPool2d(2),
+        nn.Conv2d(channels, 8, 3, padding=1), _leaky(0.8, 0.3), nn.AvgPool2d(2),
         nn.Conv2d(8, 12, 3, stride=2), _leaky(0.7, 0.2), nn.Flatten(),
         nn.Linear(12 * 3 * 3, 10), _leaky(0.9, 0.2),
     )  # fmt: skip
@@ -137,12 +142,14 @@ def test_round_trip_rebuilds_the_event_cnn(tmp_path, frames, theta):
         assert rep2.total["synops"] == pytest.approx(rep.total["synops"])
 
 
-def test_snntorch_reproduces_our_spikes_step_by_step(tmp_path, frames, capsys):
+@pytest.mark.parametrize("encoding", ["intensity", "polarity"])
+def test_snntorch_reproduces_our_spikes_step_by_step(tmp_path, encoding, capsys):
     """snntorch's import_from_nir of the exported spiking CNN fires as our event path does, in
     every neuron layer at every frame (θ = θ_z = 0: the event path equals the dense conv)."""
     from snntorch.import_nir import import_from_nir
 
-    model = _spiking_cnn(seed=2)
+    frames = _saccades(encoding)
+    model = _spiking_cnn(seed=2, channels=frames.shape[2])
     model[0].set_active_blocks(torch.tensor([True, False]))  # the gate lives in the weight
     nir.write(tmp_path / "cnn.nir", to_nir(model, frames[0]))
     net = import_from_nir(nir.read(tmp_path / "cnn.nir"))
@@ -251,3 +258,17 @@ def test_refusals_name_the_fix(frames):
     gated[0].set_active_blocks(torch.tensor([[True, False], [True, True]]))
     with pytest.raises(ValueError, match="per-sample gate"):
         to_nir(gated, x)
+
+
+def test_braingate_lif_zero_reset_warns_exactly_when_it_differs_from_nir_readers():
+    """NIR's LIF resets at the spike and keeps the next step's input (snntorch's Leaky with
+    reset to zero does the same); the exporter warns for braingate's LIF iff it fires otherwise."""
+    torch.manual_seed(5)
+    xs = torch.rand(40, 3, 6) * 0.8
+    ours, theirs = bg.LIF(6, 0.9, 0.5, reset="zero"), _leaky(0.9, 0.5)
+    with torch.no_grad():
+        differs = any(bool((ours(x) != theirs(x)).any()) for x in xs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        to_nir(nn.Sequential(nn.Linear(4, 6), bg.LIF(6, 0.9, 0.5, reset="zero")))
+    assert any("drops the input" in str(w.message) for w in caught) == differs

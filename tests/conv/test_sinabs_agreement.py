@@ -244,3 +244,17 @@ def test_speck_verdicts_agree_with_sinabs(sinabs_backend):
                 assert core in mapping.find_chip_layers(theirs[i], constraints), (name, la.name)
     assert sorted(set(v[0] for v in verdicts.values())) == [False, True]  # both kinds occur
     assert len(verdicts) == 12
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hwmaps.extract_conv.speck_fit does not apply sinabs's square-kernel rule "
+    "(DynapcnnLayer: 'The kernel of a `nn.Conv2d` must have the same height and width'); "
+    "a 1-D event conv's (1, k) kernel and a linear head over a non-square map fit in hwmaps only",
+)
+def test_non_square_kernels_are_refused_as_sinabs_does(sinabs_backend):
+    _, layer_mod, _, _, _ = sinabs_backend
+    la = SpeckLayer("a", 4, 8, (1, 3), (1, 30))
+    with pytest.raises(ValueError, match="same height and width"):
+        _sinabs_layer(layer_mod, la)
+    assert not speck_fit([la])["fits"]
