@@ -19,8 +19,9 @@ Facts from sinabs 3.1.3 (PyPI wheel ``sinabs-3.1.3-py3-none-any.whl``), quoted w
 The first tests check hwmaps's Speck table (``hwmaps/chips/chips.json``) and its formulas against
 these facts without sinabs. The agreement tests run sinabs's own memory model when sinabs is
 installed. Its DYNAP-CNN package cannot be imported here: ``sinabs.backend.dynapcnn/__init__``
-imports ``samna``, and samna on PyPI is a stub (0.39–0.48, 2–15 kB) that tries to pip-install the
-real package from SynSense's GitLab when imported. So the tests load the backend's samna-free
+imports ``samna``, and samna on PyPI is a stub (0.39.14, 0.41.3, 0.45.5 and 0.48.6 checked: 2–15 kB
+pure-Python wheels) whose import runs ``pip install samna==<version>`` from SynSense's GitLab
+index, which fails offline. So the tests load the backend's samna-free
 modules (``mapping.py``, ``dynapcnn_layer.py``) directly, under a private package name, and read
 the constraint lists from ``chips/dynapcnn.py``'s source (only integer literals and products
 are accepted). sinabs 3.1.3 declares ``nir<=1.0.4``, so it is installed with
