@@ -182,9 +182,12 @@ def _lif_step_py(x, mem, beta, thr, zero_reset, out):
         for c in range(cols):
             u_prev = mem[r, c]
             fired = u_prev > thr[c]
-            u = beta[c] * u_prev + x[r, c]
-            if fired:
-                u = 0.0 if zero_reset else u - thr[c]
+            if fired and zero_reset:  # cleared before this step's input (snntorch, NIR)
+                u = x[r, c]
+            else:
+                u = beta[c] * u_prev + x[r, c]
+                if fired:
+                    u = u - thr[c]
             mem[r, c] = u
             out[r, c] = 1.0 if u > thr[c] else 0.0
 

@@ -14,8 +14,11 @@ def lif_step(
 
     .. math::
         r_t = [u_{t-1} > ϑ],\quad
-        u_t = β u_{t-1} + x_t - r_t ϑ \;(\text{subtract})\ \text{or}\ (1 - r_t)(β u_{t-1} + x_t)
+        u_t = β u_{t-1} + x_t - r_t ϑ \;(\text{subtract})\ \text{or}\ β (1 - r_t) u_{t-1} + x_t
         \;(\text{zero}),\quad s_t = [u_t > ϑ]
+
+    With a reset to zero the membrane is cleared before this step's input arrives, so the input
+    of the step after a spike counts (snntorch ``Leaky(reset_mechanism="zero")``, NIR's LIF).
 
     Args:
         x: input current ``(B, n)``; mem: membrane ``u_{t-1}``, same shape.
@@ -26,6 +29,8 @@ def lif_step(
         ``(spikes, mem)``: spikes in {0, 1} of ``x``'s dtype and the new membrane.
     """
     fired = (mem > threshold).to(x.dtype)
-    u = beta * mem + x
-    u = u - fired * threshold if reset == "subtract" else u * (1 - fired)
+    if reset == "subtract":
+        u = beta * mem + x - fired * threshold
+    else:
+        u = beta * (mem * (1 - fired)) + x
     return (u > threshold).to(x.dtype), u

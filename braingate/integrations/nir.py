@@ -517,25 +517,9 @@ def _register_snntorch() -> None:
             EXPORTERS.add(cls, _snntorch_neuron)
 
 
-def _zero_reset_drops_input() -> bool:
-    """Whether braingate's ``reset="zero"`` clears the membrane a step after the spike together
-    with that step's input (NIR and snntorch keep the input: ``u = x`` after a spike)."""
-    from braingate.functional.lif import lif_step
-
-    spk, _ = lif_step(torch.tensor([[1.5]]), torch.tensor([[2.0]]), 0.0, 1.0, "zero")
-    return float(spk) == 0.0
-
-
 @EXPORTERS.register(LIF)
 def _export_lif(nir, key, name, mod: LIF, shape, form, dt):
     _want_vector(name, mod, shape, mod.size)
     _warn_reset(name, mod.reset_mode)
-    if mod.reset_mode == "zero" and _zero_reset_drops_input():
-        warnings.warn(
-            f"{name!r} is a braingate LIF with reset='zero', which drops the input of the step "
-            "after a spike; NIR readers (snntorch's import_from_nir) keep it, so spikes can "
-            "differ after a spike. from_nir restores the braingate LIF.",
-            stacklevel=3,
-        )
     meta = {"braingate_kind": "lif", "braingate_name": name, "braingate_reset": mod.reset_mode}
     return {f"lif{key}": _lif_node(nir, name, mod.beta, mod.threshold, shape, dt, meta)[0]}, shape
