@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TUNE_STAMP := $(VENV)/.installed-tune
+SINABS_STAMP := $(VENV)/.installed-sinabs
 
 .PHONY: test demo lint format bench clean
 
@@ -18,7 +19,14 @@ $(TUNE_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[tune]'
 	touch $(TUNE_STAMP)
 
-test: $(STAMP) $(TUNE_STAMP)
+# sinabs's Speck mapping code, for tests/conv/test_sinabs_agreement.py: without its declared
+# dependencies (they would pin nir<=1.0.4 and pull samna, whose PyPI wheel is a stub); the fit
+# check it reads is plain Python over torch
+$(SINABS_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps sinabs==3.1.3 pbr==7.1.3
+	touch $(SINABS_STAMP)
+
+test: $(STAMP) $(TUNE_STAMP) $(SINABS_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -38,7 +38,8 @@ __all__ = ["KINDS", "SpeckLayer", "conv_memory", "extract_conv", "speck_fit", "s
 
 #: Report kinds of braingate's event convolutions.
 KINDS = ("event_conv1d", "event_conv2d")
-#: Bias memory per Speck core (sinabs ``mapping.py``: ``_BIAS_MEMORY_SIZE = [1024] * 9``).
+#: Bias memory per Speck core (sinabs 3.1.3, ``backend/dynapcnn/chips/dynapcnn.py``:
+#: ``bias_memory_size``, 1024 per core).
 SPECK_BIAS_MEMORY = 1024
 
 
@@ -184,9 +185,13 @@ def speck_fit(layers: list[SpeckLayer], chip=None) -> dict:
         layers: chip layers (:func:`speck_layers`).
         chip: a ChipSpec with ``core_synapses`` / ``core_neurons`` (default: the speck preset).
 
+    A layer whose kernel is not square fits no core (sinabs 3.1.3 ``DynapcnnLayer``: "The
+    kernel of a `nn.Conv2d` must have the same height and width"): a 1-D conv's ``(1, k)``
+    kernel, or a linear head over a non-square map.
+
     Returns:
         ``{"fits": bool, "assignment": {layer: core} or {}, "unplaced": [layer names],
-        "needs": {layer: {"kernel", "neuron"}}}``.
+        "refused": {layer: reason}, "needs": {layer: {"kernel", "neuron"}}}``.
     """
     if chip is None:
         from hwmaps.chips import get
@@ -195,8 +200,12 @@ def speck_fit(layers: list[SpeckLayer], chip=None) -> dict:
     kernels, neurons = chip.core_synapses, chip.core_neurons
     if kernels is None or neurons is None:
         raise ValueError(f"chip {chip.name!r} has no per-core memories; pass the speck preset")
-    options = []
+    options, refused = [], {}
     for layer in layers:
+        if layer.kernel[0] != layer.kernel[1]:
+            refused[layer.name] = f"kernel {tuple(layer.kernel)} is not square"
+            options.append([])
+            continue
         ok = [
             c
             for c in range(len(kernels))
@@ -224,6 +233,7 @@ def speck_fit(layers: list[SpeckLayer], chip=None) -> dict:
         "fits": fits,
         "assignment": assignment if fits else {},
         "unplaced": [layers[i].name for i in range(len(layers)) if i not in placed],
+        "refused": refused,
         "needs": {la.name: {"kernel": la.kernel_memory, "neuron": la.neuron_memory}
                   for la in layers},
     }  # fmt: skip

@@ -247,15 +247,16 @@ def test_speck_verdicts_agree_with_sinabs(sinabs_backend):
     assert len(verdicts) == 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hwmaps.extract_conv.speck_fit does not apply sinabs's square-kernel rule "
-    "(DynapcnnLayer: 'The kernel of a `nn.Conv2d` must have the same height and width'); "
-    "a 1-D event conv's (1, k) kernel and a linear head over a non-square map fit in hwmaps only",
-)
 def test_non_square_kernels_are_refused_as_sinabs_does(sinabs_backend):
     _, layer_mod, _, _, _ = sinabs_backend
     la = SpeckLayer("a", 4, 8, (1, 3), (1, 30))
     with pytest.raises(ValueError, match="same height and width"):
         _sinabs_layer(layer_mod, la)
     assert not speck_fit([la])["fits"]
+
+
+def test_non_square_kernels_fit_no_speck_core_and_say_why():
+    one_d = SpeckLayer("conv1d", 4, 8, (1, 3), (1, 30))
+    fit = speck_fit([one_d, SpeckLayer("ok", 4, 8, (3, 3), (30, 30))])
+    assert not fit["fits"] and fit["unplaced"] == ["conv1d"]
+    assert fit["refused"] == {"conv1d": "kernel (1, 3) is not square"}
