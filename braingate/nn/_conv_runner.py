@@ -22,7 +22,8 @@ from torch import Tensor
 
 from braingate.functional.conv_events import ConvEventState, conv_resync
 from braingate.nn._optim_watch import optimizer_steps
-from braingate.runtime.conv import CONV
+from braingate.runtime import conv as _ops
+from braingate.runtime.conv import CONV, LANES
 from braingate.runtime.ops import Row, RunnerStepper
 
 KERNEL_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -33,19 +34,22 @@ class _Bufs(NamedTuple):
     """The stream state in kernel layouts (see :mod:`braingate.runtime.conv`), for one batch."""
 
     x_hat: np.ndarray  # (B, C·H·W)
-    z: np.ndarray  # (B, P·R) channel-last
+    z: np.ndarray  # (B, P·Rp) channel-last, latent channels padded to Rp (zeros)
     z_hat: np.ndarray
     y: np.ndarray  # (B, C_out·P), bias included (the output is a copy of it)
     gstate: np.ndarray  # (B, R) bool
     dirty: np.ndarray  # (B, P + 1) bool; column P: scan every position at the next step
     gate: np.ndarray  # (B, R) bool, the current gate
     counts: np.ndarray  # (B, 6) int64
+    taps: np.ndarray | None = None  # the op's tap tables and int64 scratch (conv.tap_tables)
+    scratch_u8: np.ndarray | None = None  # zeros: masks (their padding is never written)
+    scratch_f: np.ndarray | None = None  # (None: unpickled from an older layout)
 
 
 class _Args(NamedTuple):
     key: tuple
-    V: np.ndarray  # (C·∏k, R)
-    Us_t: np.ndarray  # (R, C_out)
+    V: np.ndarray  # (C·∏k, Rp), zero columns past R
+    Us_t: np.ndarray  # (Rp, Cop), zero past R rows and C_out columns
     bias: np.ndarray
     th: np.ndarray  # (C,)
     thz: np.ndarray  # (R,)
@@ -68,6 +72,16 @@ class ConvRunner:
         self.spatial: tuple | None = None  # (in_spatial, out_spatial) of the stream
         self.basis: tuple | None = None
         self.restarted()
+
+    @property
+    def Rp(self) -> int:
+        """The rank padded to whole SIMD vectors (:data:`~braingate.runtime.conv.LANES`)."""
+        return -(-self.R // LANES) * LANES
+
+    @property
+    def Cop(self) -> int:
+        """Output channels padded to whole SIMD vectors."""
+        return -(-self.Co // LANES) * LANES
 
     # -- stream bookkeeping (also the ``stepper`` of a chain row) --------------------------------
     def restarted(self) -> None:
@@ -166,19 +180,29 @@ class ConvRunner:
                 "set_active_blocks with a (B, blocks) mask for this batch"
             )
         f = KERNEL_DTYPES[dtype]
+        if self.bufs is not None and self.bufs.taps is None:  # pickled by an older version
+            self.bufs, self.spatial = None, None
         if self.bufs is not None and self.bufs.x_hat.dtype != f:
             self.tstate, self.bufs = self.to_torch(), None
         if self.bufs is None:
-            self._allocate(B, sp, out_sp, f, gate)
+            self._allocate(B, sp, out_sp, f, gate, layer.kernel_geometry())
         self._arguments(layer, gate, f)
 
-    def _allocate(self, B, sp, out_sp, f, gate) -> None:
-        P, R, C, Co = int(np.prod(out_sp)), self.R, self.C, self.Co
+    def _allocate(self, B, sp, out_sp, f, gate, kg: dict) -> None:
+        P, R, C, Co, Rp = int(np.prod(out_sp)), self.R, self.C, self.Co, self.Rp
         n_in = C * int(np.prod(sp))
+        H, W = (1, *sp) if len(sp) == 1 else sp
+        Ho, Wo = (1, *out_sp) if len(out_sp) == 1 else out_sp
+        taps = _ops.tap_tables(H, W, Ho, Wo, R, **kg)
+        n_int, n_u8, n_f = _ops.scratch_sizes(C, H, W, Ho, Wo, R, Rp, self.Cop, kg["kh"], kg["kw"])
+        if taps.shape != (n_int,):  # never expected: the kernel views n_int entries
+            raise RuntimeError(f"conv tap tables have {taps.shape}, expected ({n_int},)")
         g = np.array(np.broadcast_to(gate.detach().cpu().numpy(), (B, R)), order="C")
-        self.bufs = _Bufs(np.zeros((B, n_in), f), np.zeros((B, P * R), f),
-                          np.zeros((B, P * R), f), np.zeros((B, Co * P), f), g.copy(),
-                          np.zeros((B, P + 1), np.bool_), g, np.zeros((B, 6), np.int64))  # fmt: skip
+        self.bufs = _Bufs(np.zeros((B, n_in), f), np.zeros((B, P * Rp), f),
+                          np.zeros((B, P * Rp), f), np.zeros((B, Co * P), f), g.copy(),
+                          np.zeros((B, P + 1), np.bool_), g, np.zeros((B, 6), np.int64),
+                          np.ascontiguousarray(taps, np.int64), np.zeros(n_u8, np.bool_),
+                          np.zeros(n_f, f))  # fmt: skip
         self.spatial = (sp, out_sp)
         self.y_bias = None
         if self.tstate is not None:  # the torch path ran last: adopt its state
@@ -205,8 +229,8 @@ class ConvRunner:
         if self.args is not None and self.args.key == key:
             return
         with torch.no_grad():
-            Vn = _owned(V, f)
-            Us_t = _owned((U * s).t(), f)
+            Vn = _padded(_taps_reversed(V, layer.kernel_geometry()["kw"]), (V.shape[0], self.Rp), f)
+            Us_t = _padded((U * s).t(), (self.Rp, self.Cop), f)
             bias = np.zeros(self.Co, f) if b is None else _owned(b, f)
             th = _vector(layer.threshold, self.C, f)
             thz = _vector(layer.latent_threshold, self.R, f)
@@ -234,13 +258,15 @@ class ConvRunner:
         Ho, Wo = (1, *out_sp) if len(out_sp) == 1 else out_sp
         arrays = dict(x_hat=b.x_hat, z=b.z, z_hat=b.z_hat, y=b.y, gstate=b.gstate, dirty=b.dirty,
                       gate=b.gate, V=a.V, Us_t=a.Us_t, bias=a.bias, th=a.th, thz=a.thz,
-                      counts=b.counts, in_units=self.in_units, lat_units=self.lat_units)  # fmt: skip
+                      counts=b.counts, in_units=self.in_units, lat_units=self.lat_units,
+                      taps=b.taps, scratch_u8=b.scratch_u8, scratch_f=b.scratch_f)  # fmt: skip
         for name, arr in arrays.items():  # the kernel reads these by address
             if not (arr.flags.c_contiguous and arr.flags.owndata):  # never expected
                 raise RuntimeError(f"conv kernel array {name} is not an owned C array")
         values = CONV.pack(
             in_size=self.C * H * W, out_size=self.Co * Ho * Wo, C=self.C, H=H, W=W, Co=self.Co,
-            Ho=Ho, Wo=Wo, R=self.R, **kg, pixel=int(layer.granularity == "pixel"),
+            Ho=Ho, Wo=Wo, R=self.R, Rp=self.Rp, Cop=self.Cop, **kg,
+            pixel=int(layer.granularity == "pixel"),
             **{k: v.ctypes.data for k, v in arrays.items()},
         )  # fmt: skip
         return values, tuple(arrays.values())
@@ -267,8 +293,8 @@ class ConvRunner:
         B = b.x_hat.shape[0]
         sp, out_sp = self.spatial
         t = torch.from_numpy
-        z = t(b.z).reshape(B, *out_sp, self.R).movedim(-1, 1).clone()
-        z_hat = t(b.z_hat).reshape(B, *out_sp, self.R).movedim(-1, 1).clone()
+        z = t(b.z).reshape(B, *out_sp, self.Rp)[..., : self.R].movedim(-1, 1).clone()
+        z_hat = t(b.z_hat).reshape(B, *out_sp, self.Rp)[..., : self.R].movedim(-1, 1).clone()
         y = t(b.y).reshape(B, self.Co, *out_sp).clone()
         if self.y_bias is not None:
             y -= t(self.y_bias).reshape(-1, *([1] * len(out_sp)))
@@ -280,8 +306,10 @@ class ConvRunner:
         B = b.x_hat.shape[0]
         with torch.no_grad():
             b.x_hat[:] = st.x_hat.detach().reshape(B, -1).cpu().numpy()
-            b.z[:] = st.z.detach().movedim(1, -1).reshape(B, -1).cpu().numpy()
-            b.z_hat[:] = st.z_hat.detach().movedim(1, -1).reshape(B, -1).cpu().numpy()
+            for dst, src in ((b.z, st.z), (b.z_hat, st.z_hat)):
+                dst.reshape(B, -1, self.Rp)[..., : self.R] = (
+                    src.detach().movedim(1, -1).reshape(B, -1, self.R).cpu().numpy()
+                )
             b.y[:] = st.y.detach().reshape(B, -1).cpu().numpy()
             b.gstate[:] = st.gate.detach().cpu().numpy()
         self._add_bias(self.y_bias)
@@ -328,6 +356,21 @@ class _Stepper(RunnerStepper):
 def _owned(t: Tensor, f) -> np.ndarray:
     """A C-contiguous numpy copy of ``t`` with dtype ``f`` that the runtime owns."""
     return np.array(t.detach().cpu().numpy(), dtype=f, order="C", copy=True)
+
+
+def _taps_reversed(V: Tensor, kw: int) -> Tensor:
+    """``V``'s rows ``(c, k_h, k_w)`` with ``k_w`` reversed: the taps of one kernel row then
+    reach adjacent outputs in ascending order (the kernel's contiguous row updates)."""
+    return V.reshape(-1, kw, V.shape[1]).flip(1).reshape(V.shape)
+
+
+def _padded(t: Tensor, shape: tuple, f) -> np.ndarray:
+    """An owned C-contiguous ``shape`` array of dtype ``f`` holding ``t`` in its leading corner,
+    zeros elsewhere (the kernel's padded factor layouts)."""
+    out = np.zeros(shape, f)
+    src = t.detach().cpu().numpy()
+    out[: src.shape[0], : src.shape[1]] = src
+    return out
 
 
 def _vector(value, size: int, f) -> np.ndarray:

@@ -34,14 +34,21 @@ from braingate.runtime.ptr import AVAILABLE, view
 
 __all__ = ["CONV", "COUNT_COLUMNS", "POOL", "pool_geometry"]
 
-#: Descriptor row of the conv event op: geometry, granularity, then the addresses of the state
-#: (``x_hat``, ``z``, ``z_hat``, ``y``, ``gstate``, ``dirty``), the step inputs (``gate``, ``V``
-#: ``(C·kh·kw, R)``, ``Us_t`` ``(R, C_out)``, ``bias``, ``th`` ``(C,)``, ``thz`` ``(R,)``) and
-#: the counters (``counts`` ``(B, 6)``, events per input / latent channel).
+#: Latent and output channels are padded to multiples of this in the kernel's arrays (with
+#: zeros), so the inner loops run over whole SIMD vectors of a compile-time width.
+LANES = 8
+
+#: Descriptor row of the conv event op: geometry (``Rp``, ``Cop``: ``R``, ``C_out`` padded to
+#: :data:`LANES`), granularity, then the addresses of the state (``x_hat``, ``z``, ``z_hat``
+#: ``(B, H'W'·Rp)``, ``y``, ``gstate``, ``dirty``), the step inputs (``gate``, ``V``
+#: ``(C·kh·kw, Rp)``, ``Us_t`` ``(Rp, Cop)``, ``bias``, ``th`` ``(C,)``, ``thz`` ``(R,)``) and
+#: the counters (``counts`` ``(B, 6)``, events per input / latent channel), and the op's
+#: tables and scratch (:func:`scratch_sizes`): ``taps`` (int64, the tap tables of
+#: :func:`tap_tables` then ``R`` slots), ``scratch_u8`` (zeros, masks) and ``scratch_f``.
 CONV = Layout(
     "event_conv",
-    "C H W Co Ho Wo R kh kw sh sw ph pw dh dw pixel x_hat z z_hat y gstate dirty gate V Us_t "
-    "bias th thz counts in_units lat_units",
+    "C H W Co Ho Wo R Rp Cop kh kw sh sw ph pw dh dw pixel x_hat z z_hat y gstate dirty gate V "
+    "Us_t bias th thz counts in_units lat_units taps scratch_u8 scratch_f",
 )
 #: Columns of the conv op's per-sample ``counts``.
 COUNT_COLUMNS = ("input_events", "latent_events", "synops", "gate_ops", "active_rank", "reached")
@@ -51,7 +58,20 @@ COUNT_COLUMNS = ("input_events", "latent_events", "synops", "gate_ops", "active_
 POOL = Layout("pool", "C H W Ho Wo kh kw sh sw ph pw dh dw mode")
 
 if AVAILABLE:
-    from numba import njit
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.extending import intrinsic
+
+    _ONE = np.uint64(1)
+
+    @intrinsic
+    def cttz(typingctx, word):
+        """Trailing zero bits of a nonzero uint64 (LLVM ``cttz``: one instruction)."""
+
+        def codegen(context, builder, sig, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+        return types.uint64(types.uint64), codegen
 
     @njit(nogil=True, cache=True)
     def _taps(n, o_n, k, s, p, d):
@@ -70,28 +90,56 @@ if AVAILABLE:
         return cnt, tk, to
 
     @njit(nogil=True, cache=True)
+    def scratch_sizes(C, H, W, Ho, Wo, R, Rp, Cop, kh, kw):
+        """Lengths of the op's ``taps`` (int64), ``scratch_u8`` and ``scratch_f`` arrays."""
+        HW8 = (H * W + 7) // 8 * 8
+        n_int = H * (1 + 2 * kh) + W * (1 + 2 * kw) + R
+        return n_int, C * HW8 + Wo * Rp + Ho + H * W, Rp + Wo * Rp + Cop
+
+    def tap_tables(H, W, Ho, Wo, R, kh, kw, sh, sw, ph, pw, dh, dw) -> np.ndarray:
+        """The ``taps`` array: per input row and column, its tap count, taps and outputs
+        (:func:`_taps`), then ``R`` slots of scratch."""
+        parts = []
+        for n, o_n, k, s, p, d in ((H, Ho, kh, sh, ph, dh), (W, Wo, kw, sw, pw, dw)):
+            cnt, tk, to = _taps(n, o_n, k, s, p, d)
+            parts += [cnt, tk.ravel(), to.ravel()]
+        return np.concatenate([*parts, np.zeros(R, np.int64)])
+
+    @njit(nogil=True, cache=True)
     def conv_event_np(h, x_hat, z, z_hat, y, gstate, dirty, gate, V, Us_t, bias, th, thz, out,
-                      counts, in_units, lat_units, C, H, W, Co, Ho, Wo, R, kh, kw, sh, sw, ph, pw,
-                      dh, dw, pixel):  # fmt: skip
+                      counts, in_units, lat_units, taps, u8, fl, C, H, W, Co, Ho, Wo, R, Rp, Cop,
+                      kh, kw, sh, sw, ph, pw, dh, dw, pixel):  # fmt: skip
         """One step for every sample; arrays are flat per sample (see the module docstring)."""
         B = h.shape[0]
         P = Ho * Wo
         HW = H * W
+        N = C * HW
         # non-finite input is refused before anything is written (x - x is NaN for NaN, ±inf)
-        poison = 0.0
+        bad = 0
         for b in range(B):
-            for q in range(C * HW):
-                poison += h[b, q] - h[b, q]
-        if poison != 0.0 or poison != poison:
+            hb = h[b]
+            for q in range(N):
+                v = hb[q]
+                bad |= (v - v) != 0  # an integer reduction: vectorised
+        if bad:
             raise ValueError(NONFINITE)
-        rn, rk, ro = _taps(H, Ho, kh, sh, ph, dh)
-        cn, ck, co = _taps(W, Wo, kw, sw, pw, dw)
-        act = np.empty(R, np.int64)
-        rows = np.empty(Ho, np.bool_)
-        thz_row = np.empty(Wo * R, h.dtype)
-        racc = np.empty(Wo * Co, h.dtype)
-        dzm = np.empty(R, h.dtype)
-        sent = np.empty(C * HW, np.uint8)
+        # the runtime-owned tables and scratch (no allocation per step; see scratch_sizes)
+        rn, a0 = taps[:H], H
+        rk, a0 = taps[a0 : a0 + H * kh].reshape(H, kh), a0 + H * kh
+        ro, a0 = taps[a0 : a0 + H * kh].reshape(H, kh), a0 + H * kh
+        cn, a0 = taps[a0 : a0 + W], a0 + W
+        ck, a0 = taps[a0 : a0 + W * kw].reshape(W, kw), a0 + W * kw
+        co, a0 = taps[a0 : a0 + W * kw].reshape(W, kw), a0 + W * kw
+        act = taps[a0 : a0 + R]
+        HW8 = (HW + 7) // 8 * 8
+        row_block = sw == 1 and dw == 1
+        KR = kw * Rp
+        WR = Wo * Rp
+        thz_e, thz_row, dy = fl[:Rp], fl[Rp : Rp + WR], fl[Rp + WR : Rp + WR + Cop]
+        sent, hitz = u8[: C * HW8], u8[C * HW8 : C * HW8 + WR]  # sent: zero channel padding
+        rows, pm = u8[C * HW8 + WR : C * HW8 + WR + Ho], u8[C * HW8 + WR + Ho :]
+        words, zwords = sent.view(np.uint64), hitz.view(np.uint64)
+        RW = Rp // 8  # 8-byte words of one position's latent hit mask
         for b in range(B):
             hb, xb, zb, zhb, yb = h[b], x_hat[b], z[b], z_hat[b], y[b]
             gate_ops = 0
@@ -100,10 +148,10 @@ if AVAILABLE:
                 g = gate[b, r]
                 if gstate[b, r] and not g:
                     for p in range(P):
-                        c0 = zhb[p * R + r]
+                        c0 = zhb[p * Rp + r]
                         if c0 != 0:
                             for o in range(Co):
-                                yb[o * P + p] -= c0 * Us_t[r, o]
+                                yb[o * P + p] -= c0 * Us_t[r * Cop + o]
                     gate_ops += Co * P
                 elif g and not gstate[b, r]:
                     for io in range(Ho):
@@ -119,114 +167,141 @@ if AVAILABLE:
                                         if 0 <= j < W:
                                             s0 += (
                                                 xb[c * HW + i * W + j]
-                                                * V[(c * kh + ki) * kw + kj, r]
+                                                * V[((c * kh + ki) * kw + kw - 1 - kj) * Rp + r]
                                             )
                             p = io * Wo + jo
-                            zb[p * R + r] = s0
-                            zhb[p * R + r] = s0
+                            zb[p * Rp + r] = s0
+                            zhb[p * Rp + r] = s0
                             for o in range(Co):
-                                yb[o * P + p] += s0 * Us_t[r, o]
+                                yb[o * P + p] += s0 * Us_t[r * Cop + o]
                     gate_ops += (C * kh * kw + Co) * P
                 gstate[b, r] = g
                 if g:
                     act[na] = r
                     na += 1
+            for r in range(Rp):  # θ_z per latent channel, +inf where the gate is off (padding too)
+                thz_e[r] = np.inf
+            for u in range(na):
+                thz_e[act[u]] = thz[act[u]]
+            for jo in range(Wo):
+                tr = thz_row[jo * Rp : jo * Rp + Rp]
+                for r in range(Rp):
+                    tr[r] = thz_e[r]
             full_gate = na == R
-            # input events, two passes: a branch-free threshold test, then only the events
+            # input events: a vectorised threshold test into a byte mask (channels padded to
+            # whole 8-byte words), then a scan of its words that visits only the events, in
+            # channel, row, column order
             ne = 0
-            for c in range(C):
-                tc = th[c]
-                for q in range(c * HW, (c + 1) * HW):
-                    hit = abs(hb[q] - xb[q]) > tc
-                    sent[q] = hit
-                    ne += hit
-            if pixel and ne:  # a pixel is sent with all its channels
-                ne = 0
+            if pixel:  # a pixel is sent with all its channels when any crosses its threshold
+                pm[:] = 0
+                for c in range(C):
+                    tc = th[c]
+                    hc, xc = hb[c * HW : c * HW + HW], xb[c * HW : c * HW + HW]
+                    for q in range(HW):
+                        pm[q] |= abs(hc[q] - xc[q]) > tc
                 for q in range(HW):
-                    anyc = False
-                    for c in range(C):
-                        anyc |= sent[c * HW + q] != 0
-                    for c in range(C):
-                        sent[c * HW + q] = anyc
-                    ne += anyc * C
+                    ne += pm[q]
+                for c in range(C):
+                    sent[c * HW8 : c * HW8 + HW] = pm
+                ne *= C
+            else:
+                for c in range(C):  # loops from 0 over slices: LLVM vectorises only those
+                    tc = th[c]
+                    hc, xc = hb[c * HW : c * HW + HW], xb[c * HW : c * HW + HW]
+                    sc = sent[c * HW8 : c * HW8 + HW]
+                    for q in range(HW):
+                        hit = abs(hc[q] - xc[q]) > tc
+                        sc[q] = hit
+                        ne += hit
             reached = 0
-            rows[:] = False
             for c in range(C):
                 if not ne:
                     break
-                for i in range(H):
-                    base = c * HW + i * W
-                    for j in range(W):
-                        q = base + j
-                        if not sent[q]:
+                hc, xc = hb[c * HW : c * HW + HW], xb[c * HW : c * HW + HW]
+                wc = words[c * (HW8 // 8) : (c + 1) * (HW8 // 8)]
+                nin = 0
+                for w in range(HW8 // 8):
+                    word = wc[w]
+                    while word:
+                        q = w * 8 + (cttz(word) >> 3)
+                        word &= word - _ONE
+                        i = q // W
+                        j = q - i * W
+                        d = hc[q] - xc[q]
+                        xc[q] = hc[q]
+                        nin += 1
+                        nj = cn[j]
+                        reached += rn[i] * nj
+                        if row_block and nj == kw:  # the row's taps reach kw adjacent outputs
+                            o_lo = co[j, 0]
+                            for a in range(rn[i]):
+                                p0 = ro[i, a] * Wo + o_lo
+                                vo = (c * kh + rk[i, a]) * KR
+                                zp, vv = zb[p0 * Rp : p0 * Rp + KR], V[vo : vo + KR]
+                                for r in range(KR):  # V's taps reversed within a row
+                                    zp[r] += d * vv[r]
+                                rows[ro[i, a]] = 1
                             continue
-                        d = hb[q] - xb[q]
-                        xb[q] = hb[q]
-                        in_units[c] += 1
-                        reached += rn[i] * cn[j]
                         for a in range(rn[i]):
                             prow = ro[i, a] * Wo
-                            rowk = (c * kh + rk[i, a]) * kw
-                            for e in range(cn[j]):
+                            rowk = (c * kh + rk[i, a]) * kw + kw - 1
+                            for e in range(nj):
                                 p = prow + co[j, e]
-                                v = rowk + ck[j, e]
-                                zp, vv = zb[p * R : p * R + R], V[v]  # 1-D: vectorised
+                                vo = (rowk - ck[j, e]) * Rp
+                                zp, vv = zb[p * Rp : p * Rp + Rp], V[vo : vo + Rp]
                                 if full_gate:
-                                    for r in range(R):
+                                    for r in range(Rp):  # zero-padded: whole vectors
                                         zp[r] += d * vv[r]
                                 else:
-                                    for t in range(na):
-                                        r = act[t]
+                                    for u in range(na):
+                                        r = act[u]
                                         zp[r] += d * vv[r]
-                            rows[ro[i, a]] = True
-            # latent events in the output rows reached (every row after a re-sync / new θ_z):
-            # a vectorised test over each row's (W', R) block, then only the rows with events
+                            rows[ro[i, a]] = 1
+                in_units[c] += nin
+            # latent events in the output rows reached (every row after a re-sync / new θ_z): a
+            # vectorised test of the row's (W', Rp) block into a byte mask, then each position's
+            # 8-byte words of it: its events accumulate into one change of its output column
             full = dirty[b, P]
-            for jo in range(Wo):  # θ_z per latent channel, +inf where the gate is off
-                for r in range(R):
-                    thz_row[jo * R + r] = np.inf
-                for a in range(na):
-                    thz_row[jo * R + act[a]] = thz[act[a]]
             nl = 0
-            WR = Wo * R
             for io in range(Ho):
                 if not (full or rows[io]):
                     continue
+                rows[io] = 0
                 zr, zhr = zb[io * WR : io * WR + WR], zhb[io * WR : io * WR + WR]
                 hits = 0
                 for k in range(WR):
-                    hits += abs(zr[k] - zhr[k]) > thz_row[k]
+                    hit = abs(zr[k] - zhr[k]) > thz_row[k]
+                    hitz[k] = hit
+                    hits += hit
                 if not hits:
                     continue
-                # changes of the row's outputs gathered channel-last, then added to y one
-                # channel row at a time (y is channel-first: one cache line per 16 outputs)
-                racc[:] = 0.0
+                nl += hits
                 for jo in range(Wo):
-                    base = jo * R
-                    oc = jo * Co
-                    k = 0
-                    for r in range(R):  # branch-free: the masked change of every channel
-                        dz = zr[base + r] - zhr[base + r]
-                        e = abs(dz) > thz_row[base + r]
-                        dzm[r] = dz if e else 0.0
-                        k += e
-                    if not k:
+                    any_hit = zwords[jo * RW]
+                    for u in range(1, RW):
+                        any_hit |= zwords[jo * RW + u]
+                    if not any_hit:
                         continue
-                    nl += k
-                    for r in range(R):
-                        d = dzm[r]
-                        if d != 0.0:
-                            zhr[base + r] = zr[base + r]
+                    dy[:] = 0.0
+                    for u in range(RW):
+                        word = zwords[jo * RW + u]
+                        while word:
+                            r = u * 8 + (cttz(word) >> 3)
+                            word &= word - _ONE
+                            k = jo * Rp + r
+                            dd = zr[k] - zhr[k]
+                            zhr[k] = zr[k]
                             lat_units[r] += 1
-                            ur = Us_t[r]
-                            for o in range(Co):
-                                racc[oc + o] += d * ur[o]
-                for o in range(Co):
-                    yrow = yb[o * P + io * Wo : o * P + io * Wo + Wo]
-                    for jo in range(Wo):
-                        yrow[jo] += racc[jo * Co + o]
+                            ur = Us_t[r * Cop : r * Cop + Cop]
+                            for o in range(Cop):
+                                dy[o] += dd * ur[o]
+                    ycol = yb[io * Wo + jo :: P]  # the output column (strided view)
+                    for o in range(Co):
+                        ycol[o] += dy[o]
             dirty[b, P] = False
-            out[b] = yb  # y holds the bias: the output is a copy
+            ob = out[b]
+            for q in range(Co * P):  # y holds the bias: the output is a copy
+                ob[q] = yb[q]
             counts[b, 0] = ne
             counts[b, 1] = nl
             counts[b, 2] = reached * na + nl * Co
@@ -248,19 +323,23 @@ if AVAILABLE:
             row[K.Wo],
             row[K.R],
         )
-        kh, kw = row[K.kh], row[K.kw]
+        Rp, Cop, kh, kw = row[K.Rp], row[K.Cop], row[K.kh], row[K.kw]
         P = Ho * Wo
+        n_int, n_u8, n_f = scratch_sizes(C, H, W, Ho, Wo, R, Rp, Cop, kh, kw)
         out = np.empty((B, Co * P), f.dtype)
         conv_event_np(
-            h, view(row[K.x_hat], f, (B, C * H * W)), view(row[K.z], f, (B, P * R)),
-            view(row[K.z_hat], f, (B, P * R)), view(row[K.y], f, (B, Co * P)),
+            h, view(row[K.x_hat], f, (B, C * H * W)), view(row[K.z], f, (B, P * Rp)),
+            view(row[K.z_hat], f, (B, P * Rp)), view(row[K.y], f, (B, Co * P)),
             view(row[K.gstate], g, (B, R)), view(row[K.dirty], g, (B, P + 1)),
-            view(row[K.gate], g, (B, R)), view(row[K.V], f, (C * kh * kw, R)),
-            view(row[K.Us_t], f, (R, Co)), view(row[K.bias], f, (Co,)),
+            view(row[K.gate], g, (B, R)), view(row[K.V], f, (C * kh * kw * Rp,)),
+            view(row[K.Us_t], f, (Rp * Cop,)), view(row[K.bias], f, (Co,)),
             view(row[K.th], f, (C,)), view(row[K.thz], f, (R,)), out,
             view(row[K.counts], row, (B, 6)), view(row[K.in_units], row, (C,)),
-            view(row[K.lat_units], row, (R,)), C, H, W, Co, Ho, Wo, R, kh, kw, row[K.sh],
-            row[K.sw], row[K.ph], row[K.pw], row[K.dh], row[K.dw], row[K.pixel] == 1,
+            view(row[K.lat_units], row, (R,)), view(row[K.taps], row, (n_int,)),
+            view(row[K.scratch_u8], g, (n_u8,)).view(np.uint8), view(row[K.scratch_f], f, (n_f,)),
+            C, H, W, Co, Ho, Wo, R, Rp, Cop, kh, kw,
+            row[K.sh], row[K.sw], row[K.ph], row[K.pw], row[K.dh], row[K.dw],
+            row[K.pixel] == 1,
         )  # fmt: skip
         return out
 
@@ -269,8 +348,8 @@ if AVAILABLE:
         C, H, W, Co, R = row[K.C], row[K.H], row[K.W], row[K.Co], row[K.R]
         P = row[K.Ho] * row[K.Wo]
         view(row[K.x_hat], f, (B * C * H * W,))[:] = 0
-        view(row[K.z], f, (B * P * R,))[:] = 0
-        view(row[K.z_hat], f, (B * P * R,))[:] = 0
+        view(row[K.z], f, (B * P * row[K.Rp],))[:] = 0
+        view(row[K.z_hat], f, (B * P * row[K.Rp],))[:] = 0
         y = view(row[K.y], f, (B, Co, P))
         bias = view(row[K.bias], f, (Co,))
         for b in range(B):
