@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from braingate._registry import Registry
 from braingate.nn._validate import execution_mode
 from braingate.nn.base import COUNT_FIELDS, Counts, EventModule, event_modules
+from braingate.nn.event_rnn import streaming
 from braingate.sim.control import execution, reset
 from braingate.sim.fused import EventChain, why_not_fusable
 from braingate.sim.report import COUNTERS, Report
@@ -93,9 +94,19 @@ def simulate(
     layer recomputes only what changed. In ``"dense"`` mode a feed-forward model gets the whole
     stream in one call with time folded into the batch (each layer one batched GEMM / conv: the
     GPU fallback); a model with recurrent layers gets the whole ``(T, B, ...)`` sequence; one
-    with stateful neurons (braingate's LIF, snntorch) is stepped in time. Plain torch layers
-    that stay dense are counted at their dense cost (``nn.Linear`` as NeuroBench does,
-    ``nnz(x)·m``).
+    with stateful neurons (braingate's LIF, snntorch) is stepped in time (recurrent event layers
+    carrying their hidden state from step to step). Plain torch layers that stay dense are
+    counted at their dense cost (``nn.Linear`` as NeuroBench does, ``nnz(x)·m``).
+
+    A model written for torch's recurrent call — one holding a recurrent event layer that
+    returns torch's ``(out, h_n)`` (``return_state=True``, what ``bg.convert`` makes of an
+    ``nn.GRU`` / ``nn.LSTM`` / cell), e.g. ``out, _ = self.gru(x); return self.head(out[-1])``
+    — is fed length-1 sequences ``xs[t:t+1]`` (``(B, 1, ...)`` when its recurrent layers are
+    ``batch_first``) in every mode, its layers carrying their state from step to step, so
+    ``ys[t]`` is what the torch model returns for ``xs[:t+1]``; a length-1 time axis in its
+    output (``(1, B, ...)``, ``(B, 1, ...)``) is dropped, and of a tuple only the first element
+    is kept. A model with unconverted torch recurrent layers runs once on the whole sequence in
+    dense mode (``(B, T, ...)`` for ``batch_first`` ones) and ``ys`` is what it returns.
 
     Args:
         model: any module containing event layers and / or plain torch layers.
@@ -120,6 +131,7 @@ def simulate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     recurrent = _recurrent(model)
+    feed = _Feed(model)
     if mode != "dense":
         bad = [n for n, m in model.named_modules() if isinstance(m, _UNSTEPPABLE)]
         if bad:
@@ -138,24 +150,86 @@ def simulate(
     with torch.no_grad(), execution(model, mode), rec:
         if reset_state:
             reset(model)
-        if mode == "dense" and not _stateful(model):
+        if mode == "dense" and not _stateful(model) and not feed.chunks:
             rec.dense = True
             if recurrent:
-                ys = model(xs)  # recurrent layers take the whole sequence in order
+                ys = feed.whole(model, xs)  # recurrent layers take the whole sequence in order
             else:
                 ys = model(xs.flatten(0, 1))  # time folded into the batch: one call per layer
                 ys = ys.unflatten(0, (T, B))
             rec.dense_steps(T)
         else:
             step = model
-            if mode == "event" and fuse and not why_not_fusable(model):
+            if mode == "event" and fuse and not feed.chunks and not why_not_fusable(model):
                 step = EventChain(model)  # same computation, one call per step
             outs = []
-            for t in range(T):
-                outs.append(step(xs[t]))
-                rec.step(t, dense=mode == "dense")
-            ys = torch.stack(outs)
+            with streaming(model):  # dense steps carry the recurrent layers' hidden state too
+                for t in range(T):
+                    outs.append(feed.output(step(feed.input(xs, t)), B))
+                    rec.step(t, dense=mode == "dense")
+            ys = _stack(outs)
     return ys, rec.report(mode)
+
+
+class _Feed:
+    """How a model takes one time step: ``xs[t]`` (braingate's stepping), or a length-1
+    sequence (``chunks``) for a model written for torch's recurrent call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        torch_style = [
+            m for m in model.modules()
+            if isinstance(m, EventModule) and m.recurrent and getattr(m, "return_state", False)
+        ]  # fmt: skip
+        self.chunks = bool(torch_style)
+        layouts = {
+            bool(getattr(m, "batch_first", False))
+            for m in model.modules()
+            if (isinstance(m, nn.RNNBase) or (m in torch_style and not getattr(m, "is_cell", 0)))
+        }
+        if len(layouts) > 1:
+            raise ValueError(
+                "the model's recurrent layers disagree on batch_first, so simulate cannot tell "
+                "which layout its input takes; give them the same batch_first"
+            )
+        self.batch_first = layouts == {True}
+
+    def input(self, xs: Tensor, t: int) -> Tensor:
+        if not self.chunks:
+            return xs[t]
+        return xs[t].unsqueeze(1) if self.batch_first else xs[t : t + 1]
+
+    def output(self, y, B: int):
+        y = _first(y)
+        if self.chunks and isinstance(y, Tensor) and y.dim() >= 3:
+            if self.batch_first and y.shape[:2] == (B, 1):
+                return y[:, 0]
+            if not self.batch_first and y.shape[:2] == (1, B):
+                return y[0]
+        return y
+
+    def whole(self, model: nn.Module, xs: Tensor):
+        """The model on the whole sequence (dense mode), time first again when it can tell."""
+        if not self.batch_first:
+            return _first(model(xs))
+        y = _first(model(xs.transpose(0, 1)))
+        if isinstance(y, Tensor) and y.dim() >= 3 and y.shape[:2] == xs.shape[1::-1]:
+            y = y.transpose(0, 1)
+        return y
+
+
+def _first(y):
+    """Of torch's recurrent returns ``(out, h_n)`` the output."""
+    return y[0] if isinstance(y, tuple) and y and isinstance(y[0], Tensor) else y
+
+
+def _stack(outs: list):
+    if not all(isinstance(o, Tensor) for o in outs):
+        kinds = sorted({type(o).__name__ for o in outs})
+        raise TypeError(
+            f"the model returned {', '.join(kinds)} per step; simulate stacks tensors over time: "
+            "make its forward return a tensor (or a tuple whose first element is one)"
+        )
+    return torch.stack(outs)
 
 
 def _recurrent(model: nn.Module) -> bool:

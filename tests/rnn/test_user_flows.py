@@ -1,0 +1,152 @@
+"""Recurrent models as a torch user writes them, converted and run through simulate.
+
+A model written for torch's recurrent call (``out, _ = self.gru(x); return self.head(out[-1])``,
+a cell loop) is fed length-1 sequences by simulate, so at every step its output is what the
+torch model returns for the stream so far; braingate-style ``nn.Sequential`` models keep being
+stepped with ``xs[t]``, and a dense-mode stepped model carries its recurrent state.
+"""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import braingate as bg
+from braingate.nn.event_rnn import EventGRU
+
+T, B, N, H = 6, 3, 5, 8
+
+
+def _stream(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (0.3 * torch.randn(T, B, N, generator=g)).cumsum(0)
+
+
+class _Head(nn.Module):
+    """``nn.GRU`` / ``nn.LSTM`` then a Linear head on the last step (torch's idiom)."""
+
+    def __init__(self, kind="gru", batch_first=False, layers=1):
+        super().__init__()
+        cls = nn.GRU if kind == "gru" else nn.LSTM
+        self.rnn = cls(N, H, num_layers=layers, batch_first=batch_first)
+        self.head = nn.Linear(H, 4)
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1] if self.batch_first else out[-1])
+
+
+class _CellLoop(nn.Module):
+    def __init__(self, kind="gru"):
+        super().__init__()
+        self.cell = nn.GRUCell(N, H) if kind == "gru" else nn.LSTMCell(N, H)
+        self.head = nn.Linear(H, 4)
+
+    def forward(self, xs):
+        h = None
+        for x in xs:
+            h = self.cell(x, h)
+        return self.head(h[0] if isinstance(h, tuple) else h)
+
+
+def _converted(ref):
+    net = copy.deepcopy(ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg.convert(net, rank=1.0)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["event", "dense", "auto"])
+@pytest.mark.parametrize(
+    "kind,batch_first,layers",
+    [("gru", False, 1), ("lstm", False, 2), ("gru", True, 2), ("lstm", True, 1)],
+)
+def test_torch_style_recurrent_model_steps_like_torch(kind, batch_first, layers, mode):
+    torch.manual_seed(0)
+    ref = _Head(kind, batch_first, layers).eval()
+    xs = _stream()
+    net = _converted(ref)
+    ys, rep = bg.simulate(net, xs, mode=mode)
+    assert ys.shape == (T, B, 4)
+    with torch.no_grad():
+        for t in (0, 2, T - 1):  # ys[t] is the torch model on the stream so far
+            prefix = xs[: t + 1]
+            want = ref(prefix.transpose(0, 1) if batch_first else prefix)
+            torch.testing.assert_close(ys[t], want, rtol=1e-5, atol=1e-5)
+    assert len(rep.trace["rnn"]["synops"]) == T
+    assert rep.total["synops"] > 0
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_cell_loop_model_steps_like_torch(kind):
+    torch.manual_seed(0)
+    ref = _CellLoop(kind).eval()
+    xs = _stream(1)
+    net = _converted(ref)
+    ys, _ = bg.simulate(net, xs, mode="event")
+    with torch.no_grad():
+        torch.testing.assert_close(ys[-1], ref(xs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "snntorch"])
+def test_dense_mode_stepped_model_carries_the_recurrent_state(neuron):
+    """A model with stateful neurons is stepped in time in dense mode; its EventGRU must carry
+    its hidden state (it used to read each (B, n) step as an unbatched sequence of length B)."""
+    torch.manual_seed(0)
+    if neuron == "lif":
+        spk = bg.LIF(4, beta=0.9)
+    else:
+        snn = pytest.importorskip("snntorch")
+        spk = snn.Leaky(beta=0.9, init_hidden=True)
+    net = nn.Sequential(EventGRU(N, H, 4, return_state=False), bg.EventLinear(H, 4, 4), spk)
+    xs = _stream(2)
+    ye, _ = bg.simulate(net, xs, mode="event")
+    yd, _ = bg.simulate(net, xs, mode="dense")
+    assert ye.abs().sum() > 0  # some spikes, so the comparison says something
+    torch.testing.assert_close(yd, ye)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_dense_mode_on_a_plain_torch_rnn_returns_its_output(batch_first):
+    torch.manual_seed(0)
+    gru = nn.GRU(N, H, batch_first=batch_first)
+    xs = _stream(3)
+    ys, rep = bg.simulate(gru, xs, mode="dense")  # was: AttributeError on torch's (out, h_n)
+    with torch.no_grad():
+        want, _ = gru(xs.transpose(0, 1) if batch_first else xs)
+    if batch_first:
+        want = want.transpose(0, 1)
+    torch.testing.assert_close(ys, want)
+    assert rep.meta["steps"] == T
+
+
+def test_mixed_batch_first_is_refused_with_the_fix():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.GRU(N, H)
+            self.b = nn.GRU(H, H, batch_first=True)
+
+        def forward(self, x):
+            return self.b(self.a(x)[0].transpose(0, 1))[0]
+
+    net = _converted(Two())
+    with pytest.raises(ValueError, match="batch_first"):
+        bg.simulate(net, _stream(), mode="event")
+
+
+def test_a_step_that_returns_no_tensor_is_refused_clearly():
+    class Dict(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = bg.EventLinear(N, 3, 3)
+
+        def forward(self, x):
+            return {"y": self.lin(x)}
+
+    with pytest.raises(TypeError, match="return a tensor"):
+        bg.simulate(Dict(), _stream(), mode="event")
