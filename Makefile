@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# neurobench pulls a torchaudio built for another torch (none exists for 2.13); it cannot load,
+	# and a torchaudio that is present but broken breaks `import peft` / `import transformers`.
+	# Nothing here needs audio transforms: remove it when it does not import.
+	$(PY) -c "import torchaudio" 2>/dev/null || $(PY) -m pip uninstall -y -q torchaudio
 	touch $(STAMP)
 
 # the tests run the Ray Tune integration for real: `make test` adds the `tune` extra (Ray)
