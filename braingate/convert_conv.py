@@ -5,9 +5,10 @@ Registers ``nn.Conv1d`` -> :class:`~braingate.nn.event_conv.EventConv1d` and ``n
 (truncated SVD of ``W.reshape(C_out, -1)``). A BatchNorm that directly follows a conv is folded
 into its weight and bias first (:func:`fold_batchnorm`, running statistics, i.e. the eval-mode
 function; ``bg.convert`` does it through the converter's ``absorbs`` / ``fold``). Grouped /
-depthwise convs and non-zero padding modes are not convertible: the factored weight mixes every
-input channel, and events of padded borders are not defined; they stay dense, with the reason
-in ``model.conversion_report`` (:func:`refusal`).
+depthwise convs, non-zero padding modes and ``padding='same'`` with uneven padding (an odd
+``dilation·(kernel_size−1)``) are not convertible: the factored weight mixes every input
+channel, events of padded borders are not defined, and the event conv pads evenly; they stay
+dense, with the reason in ``model.conversion_report`` (:func:`refusal`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def refusal(conv: nn.Module) -> str:
         return f"groups={conv.groups} (grouped / depthwise convs stay dense)"
     if conv.padding_mode != "zeros":
         return f"padding_mode={conv.padding_mode!r} (only 'zeros' converts)"
+    if conv.padding == "same" and any(
+        d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation, strict=True)
+    ):  # torch pads such a conv unevenly (one more on the right); the event conv pads evenly
+        return (
+            f"padding='same' with kernel_size={conv.kernel_size}, dilation={conv.dilation} pads "
+            "unevenly (only an even dilation·(kernel_size−1) converts; pad the input instead)"
+        )
     return ""
 
 
