@@ -1,6 +1,7 @@
 """CNNs as a torch user writes them, converted and simulated: what stays dense is counted and
 reported, what cannot convert is left dense with the reason (never a crash of ``bg.convert``)."""
 
+import copy
 import itertools
 import warnings
 
@@ -78,3 +79,31 @@ def test_transposed_conv_synops_equal_a_brute_force_count():
                 oi, oj = 2 * i - 1 + a, 2 * j - 1 + c
                 want[b] += 0 <= oi < Ho and 0 <= oj < Wo
     assert counts.synops.tolist() == want
+
+
+def test_snntorch_conv_net_with_an_output_neuron_simulates_spike_for_spike():
+    """snntorch's ``Leaky(output=True)`` returns ``(spk, mem)``; simulate keeps the spikes
+    (it failed stacking the tuples) and they equal snntorch's own run at θ = 0."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+
+    torch.manual_seed(0)
+
+    def leaky(**kw):
+        return snn.Leaky(beta=0.9, init_hidden=True, **kw)
+
+    ref = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.MaxPool2d(2), leaky(), nn.Flatten(),
+                        nn.Linear(4 * 4 * 4, 5), leaky(output=True)).eval()  # fmt: skip
+    for m in ref.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.data *= 4
+    xs = (torch.rand(8, 3, 2, 8, 8) > 0.7).float()
+    utils.reset(ref)
+    with torch.no_grad():
+        want = torch.stack([ref(x)[0] for x in xs])
+    net = copy.deepcopy(ref)
+    _convert(net, rank=1.0)
+    for mode in ("event", "dense"):
+        ys, _ = bg.simulate(net, xs, mode=mode)
+        assert want.sum() > 0
+        torch.testing.assert_close(ys, want)
