@@ -23,6 +23,7 @@ from braingate.sim.simulate import simulate
 __all__ = ["calibrate_thresholds"]
 
 _BACKOFF = (0.7, 0.5, 0.35, 0.25, 0.12, 0.05, 0.0)  # held-out check failed: scale all knobs
+_HEADROOM = 2.0  # automatic headroom when the data cannot resolve the tolerance
 
 
 def calibrate_thresholds(
@@ -39,6 +40,7 @@ def calibrate_thresholds(
     holdout: float = 0.25,
     confidence: float = 0.9,
     safety: float = 2.0,
+    headroom: float | None = None,
     seed: int = 0,
 ) -> CalibrationResult:
     r"""Set every event layer's thresholds (in place) to spend the fewest synops while the
@@ -52,16 +54,20 @@ def calibrate_thresholds(
     whose decision margin shrank by more than ``1/safety`` as lost, with a noise margin of
     ``z = Φ⁻¹(confidence)`` standard errors (:mod:`braingate.calibration.judge`). The search runs on
     ``xs`` less a stratified ``holdout`` fraction (or on all of ``xs`` when a ``validation``
-    stream is given); the chosen thresholds are then checked on the held-out data, scaled down
-    until the drop there is within ``tolerance``, and the held-out score is reported beside the
-    calibration score. A :class:`CalibrationWarning` says when the data cannot resolve the
-    tolerance (the search is then strict: no sample may be lost), when a class has no sample,
-    and when the held-out check forced a back-off.
+    stream is given); the thresholds it finds are divided by ``headroom``, then checked on the
+    held-out data, scaled down until the drop there is within ``tolerance``, and the held-out
+    score is reported beside the calibration score. A :class:`CalibrationWarning` says when the
+    data cannot resolve the tolerance (the search is then strict — no sample may be lost — and
+    the thresholds are halved), when a class has no sample, and when the held-out check forced
+    a back-off.
 
     Args:
         model: a module with event layers (:class:`~braingate.nn.base.EventModule`); their
             ``threshold_names`` attributes are modified in place.
-        xs: calibration stream ``(T, B, ...)``.
+        xs: calibration stream ``(T, B, ...)``. The guarantee is about data distributed like
+            it: streams the network was trained on sit deeper inside its decision regions than
+            unseen ones (a recurrent network that has memorised them most of all), so pass
+            streams it was not trained on where you have them (here or as ``validation``).
         ys: labels per sample ``(B,)`` or per step ``(T, B)``; None: the relative output error
             ``‖y − y_exact‖ / ‖y_exact‖`` is judged (``tolerance`` = allowed error), or the
             agreement with the exact model's decisions (``metric="agreement"``).
@@ -85,6 +91,13 @@ def calibrate_thresholds(
             margin.
         safety: a correct sample counts as lost once its decision margin shrinks by more than
             ``1/safety`` (``1``: only when it flips).
+        headroom: the thresholds the search finds are divided by this (``>= 1``): a margin in
+            threshold space, the counterpart of ``safety``'s margin on the outputs. A network
+            can respond abruptly to a small change of its thresholds (a recurrent state tipping
+            to another attractor, a decision flipping between two calibration samples' critical
+            thresholds) and a sample the calibration data lacks can sit just below the
+            thresholds found, which no output margin foresees. None (default): 2 when the data
+            cannot resolve the tolerance (few samples: the strict search), 1 otherwise.
         seed: seed of the held-out split and of the bootstrap.
 
     Returns:
@@ -103,7 +116,8 @@ def calibrate_thresholds(
     """
     plan = make_plan(xs, ys, tolerance=tolerance, metric=metric, readout=readout,
                      strategy=strategy, max_evals=max_evals, holdout=holdout,
-                     confidence=confidence, safety=safety, seed=seed)  # fmt: skip
+                     confidence=confidence, safety=safety, seed=seed,
+                     headroom=headroom)  # fmt: skip
     layers = event_layers(model)
     if not layers:
         raise ValueError("model has no event layer; convert it first with bg.convert(model)")
@@ -150,18 +164,25 @@ def _calibrate(model, layers, xs, ys, hold, plan: Plan) -> CalibrationResult:
     judge = plan.judge(exact, ys, plan.seed)
     if plan.labelled:
         _missing_classes(all_ys, judge.classes, "xs", warn)
+    room = plan.headroom
+    if room is None:
+        room = 1.0 if judge.resolvable and plan.tolerance > 0 else _HEADROOM
     if not judge.resolvable and plan.tolerance > 0:
-        warn(_unresolved(judge, plan))
+        warn(_unresolved(judge, plan, room))
 
     def candidate(mults: dict[Knob, float]) -> tuple[float, J.Verdict]:
         out, tot = run(xs, mults)
         return tot["synops"], judge(out)
 
-    reserve = 2 if hold is not None else 0  # the exact run and the check on held-out data
+    # the exact run and the check on held-out data; the run at the thresholds / headroom
+    reserve = (2 if hold is not None else 0) + (room > 1.0)
     ev = Evaluator(candidate, max(plan.max_evals - evals[0] - reserve, 1))
     point = search(ev, ev(start), plan.strategy)
+    if room > 1.0 and any(point.mults.values()):
+        mults = {k: f / room for k, f in point.mults.items()}
+        point = Point(mults, *candidate(mults))
 
-    res = CalibrationResult(dense_synops=total["dense_synops"], warnings=notes)
+    res = CalibrationResult(dense_synops=total["dense_synops"], warnings=notes, headroom=room)
     if hold is not None:
         if plan.labelled and not internal:
             _missing_classes(hold[1], judge.classes, "validation", warn)
@@ -255,18 +276,20 @@ def _missing_classes(labels: Tensor, classes: int, where: str, warn) -> None:
         )
 
 
-def _unresolved(judge, plan: Plan) -> str:
+def _unresolved(judge, plan: Plan, room: float) -> str:
     n = judge.units
     if isinstance(judge, J.DecisionJudge):
-        need = math.ceil(plan.z / plan.tolerance)
+        # fewest decisions after which no loss bounds the loss rate by the tolerance
+        need = math.ceil(math.log(1.0 - plan.confidence) / math.log1p(-min(plan.tolerance, 0.5)))
         # one-sided upper bound on a loss rate after 0 losses in n trials (Clopper-Pearson)
         bound = 1.0 - (1.0 - plan.confidence) ** (1.0 / n)
         return (
             f"the calibration data gives {n} decisions: one is {100 / n:.2g} points, so a drop of "
             f"tolerance={plan.tolerance} cannot be told from sampling noise at confidence="
             f"{plan.confidence} (that needs >= {need} decisions). The search is strict instead: "
-            f"no decision may change or lose more than {1 / plan.safety:.0%} of its margin; even "
-            f"so, a drop of up to {bound:.1%} on unseen data cannot be ruled out at that "
+            f"no decision may change or lose more than {1 / plan.safety:.0%} of its margin"
+            + (f", and the thresholds found are divided by headroom={room:g}" if room > 1 else "")
+            + f"; even so, a drop of up to {bound:.1%} on unseen data cannot be ruled out at that "
             "confidence. Pass more samples or a larger tolerance"
         )
     return (

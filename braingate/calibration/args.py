@@ -34,6 +34,7 @@ class Plan:
     confidence: float
     safety: float
     seed: int
+    headroom: float | None = None  # None: automatic (see calibrate_thresholds)
 
     @property
     def z(self) -> float:
@@ -68,15 +69,24 @@ class Plan:
 
 
 def make_plan(xs, ys, *, tolerance, metric, readout, strategy, max_evals, holdout, confidence,
-              safety, seed) -> Plan:  # fmt: skip
+              safety, seed, headroom=None) -> Plan:  # fmt: skip
     """Check every argument of calibrate_thresholds except the model and ``validation``."""
     _check_numbers(tolerance, max_evals, holdout, confidence, safety, seed)
+    if headroom is not None:
+        hr = _real("headroom", headroom)
+        if not math.isfinite(hr) or hr < 1.0:
+            raise ValueError(
+                f"headroom={headroom!r} must be a finite number >= 1 (the factor the found "
+                "thresholds are divided by; 1: none), or None for the automatic choice; pass "
+                "e.g. headroom=2"
+            )
+        headroom = hr
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is unknown; pass one of {STRATEGIES}")
     kind = _check_stream("xs", "ys", xs, ys, metric)
     decide = _check_readout(readout, kind, metric)
     return Plan(kind, decide, metric, float(tolerance), strategy, max_evals, float(holdout),
-                float(confidence), float(safety), seed)  # fmt: skip
+                float(confidence), float(safety), seed, headroom)  # fmt: skip
 
 
 def _real(name: str, value: object) -> float:

@@ -19,10 +19,14 @@ Three judges, each built from the exact (θ = 0) outputs on one part of the data
       \mathrm{margin} = z\,\sqrt{k + 1}\,/\,N
 
   with ``k`` the units lost or gained (or ``N·drop`` if larger): the paired standard error
-  with one pseudo-loss, so that "nothing lost yet" on few samples is not taken as certainty. A
+  with one pseudo-loss, so that "nothing lost yet" on few samples is not taken as certainty.
+  For ``k ≤ 50`` the margin is exact instead: the one-sided Clopper–Pearson upper bound on a
+  rate after ``⌈k⌉`` events in ``N`` trials at the judge's confidence, less ``k/N`` (after no
+  loss in ``N``: ``1 − (1 − confidence)^{1/N} ≈ 2.3/N`` at 0.9, where the normal
+  approximation's ``z/N = 1.28/N`` would claim nearly twice the certainty the data give). A
   candidate is accepted when ``drop + margin ≤ tolerance``. When even a loss-free candidate
-  fails that (``z/N > tolerance``: the data cannot resolve the tolerance) the judge is *strict*:
-  nothing may be lost, and no erosion may exceed any correct margin.
+  fails that (the data cannot resolve the tolerance) the judge is *strict*: nothing may be
+  lost, and no erosion may exceed any correct margin.
 - :class:`ErrorJudge` — no labels: the relative output error ``‖y − y_exact‖ / ‖y_exact‖`` (of
   the readout, or of every step), with a bootstrap standard error over samples.
 - :class:`MetricJudge` — a callable metric ``(outputs, target) -> float`` (higher is better),
@@ -31,17 +35,51 @@ Three judges, each built from the exact (θ = 0) outputs on one part of the data
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from statistics import NormalDist
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["DecisionJudge", "ErrorJudge", "MetricJudge", "Verdict", "decision_readout"]
+__all__ = ["DecisionJudge", "ErrorJudge", "MetricJudge", "Verdict", "decision_readout",
+           "rate_bound"]  # fmt: skip
 
 READOUTS = ("mean", "last", "step")
 _BOOTSTRAP = 32  # resamples for bootstrap standard errors (fixed per judge: paired across calls)
+_EXACT_UP_TO = 50  # event counts with an exact (Clopper-Pearson) bound; normal beyond
+
+
+@functools.lru_cache(maxsize=4096)
+def rate_bound(k: int, n: int, z: float) -> float:
+    """One-sided upper confidence bound on a rate after ``k`` events in ``n`` trials, at the
+    confidence ``Φ(z)``: Clopper–Pearson (the ``p`` with ``P(X ≤ k | n, p) = 1 − Φ(z)``) for
+    ``k ≤ 50``, ``(k + z·√(k + 1))/n`` beyond; ``k/n`` when ``z ≤ 0`` (no margin)."""
+    if z <= 0.0 or k >= n:
+        return min(k / n, 1.0)
+    if k > _EXACT_UP_TO:
+        return min((k + z * math.sqrt(k + 1.0)) / n, 1.0)
+    alpha = 1.0 - NormalDist().cdf(z)
+    if k == 0:
+        return 1.0 - alpha ** (1.0 / n)
+    lo, hi = k / n, 1.0
+    for _ in range(60):  # P(X <= k) falls as p rises: bisect for P(X <= k) = alpha
+        p = 0.5 * (lo + hi)
+        if _binom_cdf(k, n, p) > alpha:
+            lo = p
+        else:
+            hi = p
+    return hi
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    lp, lq, c = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return sum(
+        math.exp(c - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+        for i in range(k + 1)
+    )
 
 
 class Verdict(NamedTuple):
@@ -106,7 +144,7 @@ class DecisionJudge:
         self.units = int(logits.shape[0])
         self.classes = int(logits.shape[-1])
         self.reference_score = float(self.ref_ok.double().mean())
-        self.resolvable = z / self.units <= tolerance + 1e-12
+        self.resolvable = rate_bound(0, self.units, z) <= tolerance + 1e-12
 
     def __call__(self, out: Tensor) -> Verdict:
         logits = _logits(self.decide, out)
@@ -125,7 +163,8 @@ class DecisionJudge:
         spread = float(reach.sum()) / n**2
         drop = max(paired, spread)
         count = max(float(lost.sum() + gained.sum()), spread * n)
-        margin = self.z * math.sqrt(count + 1.0) / n
+        k = math.ceil(count - 1e-9)
+        margin = max(rate_bound(k, n, self.z) - k / n, 0.0)
         if self.resolvable:
             feasible = drop + margin <= self.tolerance + 1e-12
         else:

@@ -33,6 +33,8 @@ class CalibrationResult:
         samples, holdout_samples: units the two parts were judged on (samples; decisions for a
             per-step readout).
         margin: the noise margin (``z·SE`` of the estimated drop) at the chosen thresholds.
+        headroom: the found thresholds were divided by this before the held-out check (1.0:
+            none; 2.0 by default when the data cannot resolve the tolerance).
         backoff: factor the thresholds were scaled by after failing the held-out check (1.0:
             they passed as found).
         warnings: the :class:`CalibrationWarning` messages raised during the call.
@@ -50,6 +52,7 @@ class CalibrationResult:
     samples: int = 0
     holdout_samples: int = 0
     margin: float = 0.0
+    headroom: float = 1.0
     backoff: float = 1.0
     warnings: list[str] = field(default_factory=list)
 
@@ -87,6 +90,7 @@ class CalibrationResult:
         lines.append(
             f"synops:      {self.synops:,.0f} per sample, {self.ratio:.1f}x fewer than dense; "
             f"{self.evaluations} evaluations"
+            + (f"; thresholds / headroom {self.headroom:g}" if self.headroom != 1.0 else "")
             + (f"; backed off x{self.backoff:.2f}" if self.backoff != 1.0 else "")
         )
         return "\n".join(lines + [f"warning: {w}" for w in self.warnings])

@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from torch import nn
 
 import braingate as bg
 from braingate.calibration import CalibrationWarning, calibrate_thresholds
-from braingate.calibration.judge import DecisionJudge, MetricJudge, decision_readout
+from braingate.calibration.judge import DecisionJudge, MetricJudge, decision_readout, rate_bound
 from braingate.nn.event_conv import EventConv1d
 from braingate.nn.event_rnn import EventGRU
 
@@ -154,8 +156,33 @@ def test_the_noise_margin_shrinks_with_samples():
     j_few = DecisionJudge(few, None, read, tolerance=0.01, z=1.28, safety=2.0)
     j_many = DecisionJudge(many, None, read, tolerance=0.01, z=1.28, safety=2.0)
     assert not j_few.resolvable and j_many.resolvable
-    assert j_many(many).margin == pytest.approx(1.28 / 2000)
+    alpha = 1 - NormalDist().cdf(1.28)
+    assert j_many(many).margin == pytest.approx(1 - alpha ** (1 / 2000))  # no loss in 2000
     assert j_many(many).feasible and j_few(few).feasible  # the exact run is always accepted
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 28), (1, 28), (3, 100), (12, 674), (50, 400)])
+def test_the_margin_is_the_exact_binomial_bound(k, n):
+    """Clopper-Pearson: at the bound, k or fewer events in n trials have probability 1 - conf
+    (summed here with math.comb, sharing nothing with the judge's log-space sum)."""
+    conf = 0.9
+    p = rate_bound(k, n, NormalDist().inv_cdf(conf))
+    cdf = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+    assert cdf == pytest.approx(1 - conf, rel=1e-6)
+    assert k / n < p < 1
+    # no margin at confidence 0.5; the normal form beyond 50 events
+    assert rate_bound(k, n, 0.0) == k / n
+    assert rate_bound(60, 1000, 1.5) == pytest.approx((60 + 1.5 * math.sqrt(61)) / 1000)
+
+
+def test_a_loss_free_run_on_28_samples_cannot_vouch_for_5_points():
+    """No loss in 28 decisions bounds the loss rate by 7.9 % (90 %), not by z/N = 4.6 %: the
+    judge is strict at tolerance 0.05 and resolves it from 45 decisions on."""
+    read = decision_readout("mean")
+    z = NormalDist().inv_cdf(0.9)
+    for n, resolvable in ((28, False), (44, False), (45, True)):
+        exact = torch.randn(1, n, 3, generator=torch.Generator().manual_seed(n))
+        assert DecisionJudge(exact, None, read, 0.05, z, 2.0).resolvable is resolvable
 
 
 def test_a_callable_metric_gets_a_bootstrap_margin(rng):
@@ -177,7 +204,7 @@ def test_warns_when_the_samples_cannot_resolve_the_tolerance(rng):
     xs = _walk(rng, 24, 40)
     labels = bg.simulate(net, xs, mode="dense")[0].mean(0).argmax(-1)
     with pytest.warns(
-        CalibrationWarning, match=r"30 decisions.*needs >= 129 decisions.*up to 7\.4%"
+        CalibrationWarning, match=r"30 decisions.*needs >= 230 decisions.*headroom=2.*up to 7\.4%"
     ):
         res = calibrate_thresholds(net, xs, labels, tolerance=0.01, max_evals=20)
     assert res.score == res.reference_score  # strict: no decision on the search part lost
@@ -279,3 +306,21 @@ def test_benchmark_quick(tmp_path):
     assert row["saving_vs_dense"] > 1.0 and row["holdout_score"] is not None
     assert saved["summary"]["cases"] == 1 and saved["summary"]["passed"] == int(row["pass"])
     assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file
+
+
+@pytest.mark.slow
+def test_benchmark_quick_conv_and_recurrent_rows(tmp_path):
+    """The saccade-digits CNN and the GunPoint GRU rows: converted by bg.convert (EventConv2d,
+    EventGRU), calibrated on streams, judged on the test streams' mean-logit decisions."""
+    out = tmp_path / "cal.json"
+    payload = _benchmark().main(["--quick", "--tasks", "saccade-CNN", "GunPoint-GRU",
+                                 "--tolerances", "0.05", "--out", str(out)])  # fmt: skip
+    rows = {r["task"]: r for r in payload["rows"]}
+    assert set(rows) == {"saccade-CNN", "GunPoint-GRU"}
+    assert (rows["saccade-CNN"]["kind"], rows["GunPoint-GRU"]["kind"]) == ("conv", "recurrent")
+    for r in rows.values():
+        assert r["drop"] == pytest.approx(r["ref_acc"] - r["test_acc"])
+        assert r["saving_vs_exact"] > 1.0 and r["holdout_score"] is not None
+    kinds = payload["summary"]["per_kind"]
+    assert {k: v["cases"] for k, v in kinds.items()} == {"conv": 1, "recurrent": 1}
+    assert sum(v["passed"] for v in kinds.values()) == payload["summary"]["passed"]
