@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from braingate._files import atomic_write_text
+
 __all__ = ["COUNTERS", "Report"]
 
 #: Counters kept per layer and in total; per sample, summed over steps (DESIGN §2).
@@ -48,18 +50,24 @@ class Report:
         return float("inf") if d == 0 else self.total.get(num, 0.0) / d
 
     def summary(self) -> str:
-        """A plain-text table of the per-layer and total counters."""
+        """A plain-text table of the per-layer and total counters; layers that ran dense (plain
+        torch layers left unconverted, counted at their dense cost) are marked ``*``."""
         cols = ("synops", "dense_synops", "lowrank_ops", "input_events", "latent_events")
-        head = f"{'layer':<16}" + "".join(f"{c:>15}" for c in cols)
+        names = {n: f"{n or '(model)'}{' *' if d.get('dense') else ''}"
+                 for n, d in self.layers.items()}  # fmt: skip
+        w = max(15, *(len(v) for v in names.values())) + 1 if names else 16
+        head = f"{'layer':<{w}}" + "".join(f"{c:>15}" for c in cols)
         rows = [head, "-" * len(head)]
         for name, d in self.layers.items():
-            rows.append(f"{name:<16}" + "".join(f"{d[c]:>15,.0f}" for c in cols))
-        rows.append(f"{'total':<16}" + "".join(f"{self.total[c]:>15,.0f}" for c in cols))
+            rows.append(f"{names[name]:<{w}}" + "".join(f"{d[c]:>15,.0f}" for c in cols))
+        rows.append(f"{'total':<{w}}" + "".join(f"{self.total[c]:>15,.0f}" for c in cols))
         m = self.meta
         rows.append(
             f"mode={m.get('mode')} steps={m.get('steps')} batch={m.get('batch')} "
             f"dense/synops={self.ratio():.2f}x lowrank/synops={self.ratio('lowrank_ops'):.2f}x"
         )
+        if any(d.get("dense") for d in self.layers.values()):
+            rows.append("* left dense: counted at its dense cost (NeuroBench synops)")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -74,10 +82,9 @@ class Report:
         return cls(d["total"], d["layers"], d["trace"], d["meta"])
 
     def save(self, path: str | Path) -> Path:
-        """Write JSON to ``path``; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        """Write JSON to ``path`` atomically (a reader sees the old file or the new one);
+        returns the path."""
+        return atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
