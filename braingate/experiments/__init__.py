@@ -1,6 +1,7 @@
 """Experiment runner: ``python -m braingate.experiments [run] --config NAME_OR_YAML ...``."""
 
 from braingate.experiments.runner import (
+    MLP,
     MODELS,
     DynamicMLP,
     bundled_configs,
@@ -12,6 +13,7 @@ from braingate.experiments.runner import (
 )
 
 __all__ = [
+    "MLP",
     "MODELS",
     "DynamicMLP",
     "bundled_configs",

@@ -10,7 +10,7 @@ The seed's ``run_exp.sh`` flags work as written::
 ImageFolder-style directory at ``--data_dir`` (one sub-folder of images per class) when given,
 else the config's ``data.name`` (shipped data: sklearn digits as 1×8×8 images, aeon
 BasicMotions / GunPoint as flat vectors). Model types (``MODELS``): ``dynamic_mlp`` (a
-DynamicLowRankLayer MLP), ``adlrns_resnet`` (the seed's small ResNet with dynamic low-rank convs)
+DynamicLowRankLayer MLP), ``mlp`` (its dense twin, ``nn.Linear``), ``adlrns_resnet`` (the seed's small ResNet with dynamic low-rank convs)
 and ``resnet`` (its dense twin, ``nn.Conv2d``). Every key of the config is used or refused:
 unknown keys, model keys the model type does not read, an unknown ``model.type`` and
 ``hardware`` keys the estimator does not read are errors that name them.
@@ -41,6 +41,7 @@ from braingate.train import ExperimentConfig, Trainer, plot_history
 
 __all__ = [
     "CONFIG_DIR",
+    "MLP",
     "MODELS",
     "DynamicMLP",
     "ModelType",
@@ -111,6 +112,19 @@ class DynamicMLP(nn.Module):
         return self.head(torch.relu(self.dyn(x.flatten(1))[0]))
 
 
+class MLP(nn.Module):
+    """``Linear(n → hidden) → ReLU → Linear(hidden → classes)``: the dense twin of
+    :class:`DynamicMLP` (``model.type: mlp``); returns logits."""
+
+    def __init__(self, n: int, hidden: int, classes: int):
+        super().__init__()
+        self.fc = nn.Linear(n, hidden)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc(x.flatten(1))))
+
+
 _RANKS = ("r_min", "r_max", "scorer_hidden", "num_gate_blocks")
 _RESNET = ("width", "blocks_per_stage", "norm")
 _DYNAMIC_RESNET = (*_RESNET, "planned", "nested")
@@ -121,6 +135,11 @@ def _dynamic_mlp(cfg: ExperimentConfig, shape: tuple[int, ...], classes: int) ->
     m = cfg.model
     n = int(np.prod(shape))
     return DynamicMLP(n, m.hidden, classes, m.r_min, m.r_max, m.scorer_hidden, m.num_gate_blocks)
+
+
+@model_type("mlp", reads=("hidden",))
+def _mlp(cfg: ExperimentConfig, shape: tuple[int, ...], classes: int) -> nn.Module:
+    return MLP(int(np.prod(shape)), cfg.model.hidden, classes)
 
 
 def _resnet_kw(cfg: ExperimentConfig, keys: tuple[str, ...]) -> dict[str, Any]:

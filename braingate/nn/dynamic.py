@@ -25,6 +25,14 @@ from braingate.scheduling.scorers import LatentScorer, scorer_flops
 
 __all__ = ["DynamicLowRankLayer", "canonical_factors", "rank_block_ends", "sanitize_input"]
 
+# Column norm of U and V at initialisation (factor_scale's default). A design choice, measured
+# with benchmarks/adaptive_rank_accuracy.py (ADLRNS quick start: Adam lr 1e-4, 100 epochs, 5
+# seeds): under Adam a column norm a moves the singular values ~a² times faster and the
+# directions no faster, so at the seed's small learning rate unit columns left the factorised
+# layer short of nn.Linear (BasicMotions 120-128-4 at r_max: 95.2 % vs 96.0 %); 2.5-3.5 reach
+# it; at lr 3e-3 (digits_dynamic) 1 and 2.5 are within noise. LoRAven uses its own (1.75).
+FACTOR_SCALE = 2.5
+
 # Latent units the default scorer reads at most (its input width; a design choice: the first
 # units carry the largest singular values, and a wider input costs FLOPs on every sample).
 SCORER_UNITS = 16
@@ -136,6 +144,13 @@ class DynamicLowRankLayer(nn.Module):
     from ``r_max`` to ``r_min`` — where rank matters — from the gradient the task loss sends
     back, with no change to the user's training loop.
 
+    **Floor.** ``rank_floor`` (None by default) raises every planned rank to a block end;
+    :class:`~braingate.train.Trainer` sets it after each epoch to the lowest rank at which the
+    model's measured accuracy stays within ``train.rank_tolerance`` of ``r_max``. The
+    schedulers weigh singular-value mass against energy, which says nothing about how much
+    accuracy a truncation costs on the task at hand: the seed's ``energy_aware`` alpha 1 gave
+    BasicMotions windows rank 4-12 and cost 7 points, while digits held its accuracy there.
+
     **Budget** (mJ per sample, as priced by ``estimator``, the scorer included) is a hard cap:
     no sample's rank costs more, even if that means fewer than ``r_min`` units. A budget that
     can never bind, or always binds, warns once with the layer's energy range.
@@ -164,7 +179,8 @@ class DynamicLowRankLayer(nn.Module):
             largest that divides every block end and ``capacity``.
         factor_scale: column norm of ``U`` and ``V`` at initialisation (``s`` divided by its
             square: the same product). Larger columns turn the singular directions more
-            slowly under Adam's per-entry steps and move the singular values faster; see
+            slowly under Adam's per-entry steps and move the singular values faster; default
+            ``FACTOR_SCALE`` (2.5, measured at the ADLRNS seed's lr 1e-4); see
             :class:`~braingate.nn.loraven.LoRAven`, which uses 1.75.
 
     Shape: ``x (..., n) -> (y (..., m), ranks (N,))`` with ``N`` the product of the leading dims.
@@ -187,7 +203,7 @@ class DynamicLowRankLayer(nn.Module):
         capacity: int | None = None,
         nested: float = 0.0,
         gate_unit: int | None = None,
-        factor_scale: float = 1.0,
+        factor_scale: float = FACTOR_SCALE,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -261,6 +277,8 @@ class DynamicLowRankLayer(nn.Module):
         self._canon: tuple | None = None  # (factor versions it is exact for, canonical factors)
         self._canon_seen, self._canon_age = None, 0  # versions last seen in training, steps since
         self._base_canonical = None  # scaled factors: the event path canonicalises first
+        self._rank_floor: int | None = None  # calibrated floor (a block end), see rank_floor
+        self.force_rank: int | None = None  # every sample at this block end (calibration)
         self.last_ranks: Tensor | None = None
         self.last_train_ranks: Tensor | None = None
         self.last_scores: Tensor | None = None
@@ -336,8 +354,31 @@ class DynamicLowRankLayer(nn.Module):
         self.ends = ends.to(self.ends.device)
         self._energy_cache.clear()
         self._warned -= {"never", "always", "realise"}
+        if self._rank_floor is not None:  # kept, within the new range
+            self.rank_floor = min(max(self._rank_floor, r_min), r_max)
         if self._own_scheduler:
             self._scheduler.r_min, self._scheduler.r_max = r_min, r_max
+
+    @property
+    def rank_floor(self) -> int | None:
+        """Smallest rank inference gives any sample (a block end), or None: the scheduler's
+        ranks are raised to it (a budget still caps them). ``Trainer`` sets it each epoch to
+        the lowest block end whose measured accuracy stays within ``train.rank_tolerance`` of
+        ``r_max`` (see :meth:`braingate.train.Trainer.calibrate_rank_floors`). A value that is
+        not a block end is rounded up to the next one."""
+        return self._rank_floor
+
+    @rank_floor.setter
+    def rank_floor(self, value: int | None) -> None:
+        if value is None:
+            self._rank_floor = None
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= self.r_max:
+            raise ValueError(
+                f"rank_floor={value!r} must be None or an int in [1, r_max={self.r_max}]"
+            )
+        ends = self.ends.cpu()
+        self._rank_floor = int(ends[int(torch.searchsorted(ends, torch.tensor(value)))])
 
     @property
     def execution(self) -> str:
@@ -410,7 +451,8 @@ class DynamicLowRankLayer(nn.Module):
     # -- state ----------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
         """The rank range and which prefixes inference uses (kept in ``state_dict``)."""
-        return {"r_min": self.r_min, "r_max": self.r_max, "prefixes": self.prefixes}
+        return {"r_min": self.r_min, "r_max": self.r_max, "prefixes": self.prefixes,
+                "rank_floor": self._rank_floor}  # fmt: skip
 
     def set_extra_state(self, state: dict) -> None:
         if not isinstance(state, dict) or not {"r_min", "r_max"} <= set(state):
@@ -420,6 +462,8 @@ class DynamicLowRankLayer(nn.Module):
         if (state["r_min"], state["r_max"]) != (self.r_min, self.r_max):
             self.set_rank_range(int(state["r_min"]), int(state["r_max"]))
         self.prefixes = str(state.get("prefixes", "canonical"))
+        floor = state.get("rank_floor")
+        self.rank_floor = None if floor is None else int(floor)
 
     # -- energy ---------------------------------------------------------------------------------
     def scorer_energy_mJ(self) -> float:
@@ -457,6 +501,10 @@ class DynamicLowRankLayer(nn.Module):
         B = scores.shape[0]
         energy = self.energy_table(B)
         ends = self.ends.cpu()
+        if self.force_rank is not None:  # calibration: the scheduler (and its state) is skipped
+            used = torch.full((B,), int(self.force_rank), dtype=torch.long)
+            nb = ranks_to_blocks(realisable_ranks(used, ends), ends)
+            return torch.cat([ends.new_zeros(1), ends])[nb], nb
         out = self._scheduler.schedule_rank(
             scores.detach().cpu(), budget=budget, candidates=ends, energy=energy,
             singular_values=self._spectrum()[: self.r_max].cpu(),
@@ -484,6 +532,8 @@ class DynamicLowRankLayer(nn.Module):
                 f"used rank {int(used[i])}: {why}. Gate blocks end at {ends.tolist()}; pass "
                 f"num_gate_blocks={self.r_max - self.r_min + 1} to realise every rank in "
                 f"[r_min, r_max]"))  # fmt: skip
+        if self._rank_floor is not None:
+            used = used.clamp(min=self._rank_floor)
         nb = ranks_to_blocks(used, ends)
         if budget is not None:
             b = torch.as_tensor(budget, dtype=torch.float64).reshape(-1).expand(B)

@@ -110,10 +110,21 @@ class TrainConfig:
     grad_clip: float = 0.0
     seed: int = 0
     progress: bool = True
+    # rank floors calibrated after every training epoch (Trainer.calibrate_rank_floors): the
+    # accuracy in points a model may lose to its dynamic layers' floors, on up to
+    # calibration_samples training samples; calibrate_ranks: false leaves floors alone
+    calibrate_ranks: bool = True
+    rank_tolerance: float = 0.5
+    calibration_samples: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.batch_size = _num("train", "batch_size", self.batch_size, int, lo=1, example=64)
+        self.calibrate_ranks = _flag("train", "calibrate_ranks", self.calibrate_ranks)
+        self.rank_tolerance = _num("train", "rank_tolerance", self.rank_tolerance, lo=0,
+                                   example=0.5)  # fmt: skip
+        self.calibration_samples = _num("train", "calibration_samples", self.calibration_samples,
+                                        int, lo=1, example=1024)  # fmt: skip
         self.epochs = _num("train", "epochs", self.epochs, int, lo=0, example=10)
         self.seed = _num("train", "seed", self.seed, int, lo=0, example=0)
         if self.seed >= 2**32:  # numpy's legacy seed range, which the experiments runner uses

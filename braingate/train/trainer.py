@@ -336,9 +336,14 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(loader, desc="train", leave=False)
+        keep = tc.calibration_samples if train and tc.calibrate_ranks else 0
+        held: list[tuple[Tensor, Tensor]] = []
         with torch.set_grad_enabled(train):
             for batch in bar:
                 x, y = self._batch(batch)
+                if keep > 0:  # the epoch's first samples, for calibrate_rank_floors
+                    held.append((x[:keep].detach(), y[:keep].detach()))
+                    keep -= len(held[-1][1])
                 logits = self._forward(x)
                 loss = nn.functional.cross_entropy(logits, y)
                 penalty = model_energy_penalty(self.model, tc.penalty_alpha, tc.penalty_beta)
@@ -356,9 +361,77 @@ class Trainer:
                 tot["penalty"] += float(penalty.detach()) * b
                 tot["energy"] += energy * b
                 tot["rank"] += rank * b
+        if held:
+            self.calibrate_rank_floors(torch.cat([h[0] for h in held]),
+                                       torch.cat([h[1] for h in held]))  # fmt: skip
+            self.model.train(train)
         n = max(tot["n"], 1)
         return {"loss": tot["loss"] / n, "acc": tot["correct"] / n, "penalty": tot["penalty"] / n,
                 "energy": tot["energy"] / n, "rank": tot["rank"] / n}  # fmt: skip
+
+    @torch.no_grad()
+    def calibrate_rank_floors(self, x: Tensor, y: Tensor) -> dict[str, int | None]:
+        """Set each dynamic layer's ``rank_floor`` from measured accuracy on ``(x, y)``.
+
+        The reference is the model with every dynamic layer at ``r_max``. If the model at its
+        schedulers' planned ranks stays within ``train.rank_tolerance`` points of it, no layer
+        gets a floor. Otherwise the floors are lowered greedily, layer by layer in model order:
+        each layer gets the lowest block end at which the model (earlier layers at their
+        floors, later ones at ``r_max``, schedulers planning above the floors) stays within the
+        tolerance, so all floors together cost at most the tolerance on these samples.
+
+        Why: the schedulers weigh singular-value mass against energy, which says nothing
+        about how much accuracy a truncation costs on the task at hand (the ADLRNS seed's
+        ``energy_aware`` alpha 1 put BasicMotions windows at rank 4-12 and cost 7 points,
+        while sklearn digits held its accuracy there; benchmarks/adaptive_rank_accuracy.py).
+        The samples are the epoch's first training samples, so held-in accuracy understates
+        the drop on unseen data, hence a default of 0.5 point.
+
+        Returns: ``{layer name: floor}`` (None: no floor).
+        """
+        dyn = _dynamic_layers(self.model)
+        named = [(n, m) for n, m in self.model.named_modules()
+                 if any(m is d for d in dyn) and hasattr(m, "rank_floor")]  # fmt: skip
+        floors: dict[str, int | None] = {n: None for n, _ in named}
+        layers = [(n, m) for n, m in named if len(m.ends) > 1]
+        if not layers:
+            return floors
+        was = self.model.training
+        self.model.eval()
+        x, y = x.to(self.device), y.to(self.device)
+        tol = self.config.train.rank_tolerance / 100.0
+
+        def acc() -> float:
+            return float((self._forward(x).argmax(-1) == y).float().mean())
+
+        before = {n: m.rank_floor for n, m in layers}
+        try:
+            for _, m in layers:
+                m.force_rank = m.r_max
+            ref = acc()
+            for _, m in layers:
+                m.force_rank, m.rank_floor = None, None
+            if acc() < ref - tol - 1e-12:  # the plans cost too much: floors, greedily
+                for _, m in layers:
+                    m.rank_floor = m.r_max
+                for name, m in layers:
+                    for r in m.ends.tolist():
+                        m.rank_floor = int(r)
+                        if r == m.r_max or acc() >= ref - tol - 1e-12:
+                            floors[name] = int(r)
+                            break
+                    m.rank_floor = floors[name]
+        except BaseException:
+            for n, m in layers:
+                m.rank_floor = before[n]
+            raise
+        finally:
+            for _, m in layers:
+                m.force_rank = None
+            self.model.train(was)
+        for name, m in layers:
+            m.rank_floor = floors[name]
+        return floors
 
     def train(
         self, train_loader: Any, val_loader: Any = None, num_epochs: int | None = None

@@ -58,5 +58,8 @@ def test_adaptive_rank_accuracy_quick(tmp_path, capsys):
     assert adl["linear_acc"] > 0.2 and [r["alpha"] for r in adl["dynamic"]] == [1.0, 0.1]
     for r in adl["dynamic"]:
         assert r["acc"] > 0.2 and r["energy_mJ"] > 0 and 4 <= r["rank"] <= 64
+        assert r["vs_linear"] == pytest.approx(r["energy_mJ"] / adl["linear_mJ"])
+        (floor,) = r["floors"]  # one seed: the floor the trainer calibrated, or None
+        assert floor is None or 4 <= floor <= r["rank"] + 1e-9
     out = capsys.readouterr().out
     assert "LoRAven balanced" in out and "ADLRNS quick start" in out

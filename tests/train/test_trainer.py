@@ -80,3 +80,79 @@ def test_shipped_config_parses():
 
     cfg = ExperimentConfig.load(Path(ex.__file__).parent / "configs" / "digits_dynamic.yaml")
     assert cfg.train.lr == pytest.approx(3e-3) and cfg.scheduler.type == "energy_aware"
+
+
+# -- rank floors calibrated from measured accuracy ------------------------------------------------
+def _digits(n: int = 600):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data[:n] / 16.0, dtype=torch.float32)
+    return x, torch.as_tensor(d.target[:n])
+
+
+def _calibrated(tmp_path, **train):
+    x, y = _digits()
+    torch.manual_seed(0)
+    model = DynamicMLP(64, 32, 10, 2, 32, 8, 8)
+    cfg = {"model": {"r_min": 2, "r_max": 32},
+           "train": {"lr": 1e-2, "epochs": 4, "progress": False, **train},
+           "scheduler": {"type": "energy_aware"}}  # fmt: skip
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    trainer = Trainer(model, cfg, "cpu", save_dir=tmp_path)
+    trainer.train(loader, None)
+    return trainer, model, x, y
+
+
+def _acc_at(model, x, y, rank=None, floor=None):
+    """Accuracy with every sample at ``rank``, or with the scheduler planning above ``floor``."""
+    kept = model.dyn.rank_floor
+    model.dyn.force_rank, model.dyn.rank_floor = rank, floor
+    try:
+        with torch.no_grad():
+            return float((model.eval()(x).argmax(1) == y).float().mean())
+    finally:
+        model.dyn.force_rank, model.dyn.rank_floor = None, kept
+
+
+def test_rank_floor_is_the_lowest_rank_within_the_tolerance(tmp_path):
+    """On digits a 64->32 layer loses accuracy at the energy-aware scheduler's low ranks: the
+    floor is the lowest block end whose accuracy on the calibration samples (the scheduler
+    planning above it) is within rank_tolerance of r_max."""
+    trainer, model, x, y = _calibrated(tmp_path, rank_tolerance=1.0, calibration_samples=256)
+    lay = model.dyn
+    floor = lay.rank_floor
+    assert floor is not None and floor > lay.r_min
+    ends = lay.ends.tolist()
+    # the samples it measured: the last epoch's first 256, in the loader's shuffled order
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        order = torch.randperm(len(x), generator=gen)
+    xc, yc = x[order[:256]], y[order[:256]]
+    ref = _acc_at(model, xc, yc, lay.r_max)
+    assert _acc_at(model, xc, yc, floor=floor) >= ref - 0.01
+    below = ends[ends.index(floor) - 1]
+    assert _acc_at(model, xc, yc, floor=below) < ref - 0.01
+    with torch.no_grad():
+        _, ranks = model.dyn(x)
+    assert (ranks >= floor).all()
+    assert trainer.calibrate_rank_floors(xc, yc) == {"dyn": floor}  # the same measurement
+
+
+def test_rank_floor_tolerance_and_switch(tmp_path):
+    _, model, _, _ = _calibrated(tmp_path / "a", rank_tolerance=100.0)
+    assert model.dyn.rank_floor is None  # the scheduler's plan is within 100 points: no floor
+    _, model, _, _ = _calibrated(tmp_path / "b", calibrate_ranks=False)
+    assert model.dyn.rank_floor is None
+
+
+@pytest.mark.parametrize(
+    ("train", "match"),
+    [({"rank_tolerance": -1}, "train.rank_tolerance=-1 must be >= 0"),
+     ({"calibration_samples": 0}, "train.calibration_samples=0 must be >= 1"),
+     ({"calibrate_ranks": "yes"}, "train.calibrate_ranks='yes' must be true or false")],
+)  # fmt: skip
+def test_rank_floor_config_errors(train, match):
+    with pytest.raises(ValueError, match=match):
+        ExperimentConfig.from_dict({"train": train})
