@@ -153,6 +153,7 @@ class _DeltaRNN(EventModule):
         )
         self.resync_every = resync_every
         self.stream = False
+        self.hx_at_start_only = False  # set by streaming(..., hx_at_start_only=True)
         self.ranks = tuple(_ranks(rank, n if li == 0 else H, H, G, blocks, li) for li in range(L))
         self._names: list[tuple[str, ...]] = []
         kw = {"device": device, "dtype": dtype}
@@ -489,6 +490,8 @@ class _DeltaRNN(EventModule):
         xs = input.transpose(0, 1) if chunk and self.batch_first else input
         B = xs.shape[-2]
         h0, c0 = self._check_hx(hx, B, batched=True)
+        if h0 is not None and self.__dict__.get("hx_at_start_only") and not self._at_stream_start():
+            h0 = c0 = None  # a torch forward's h0 starts the sequence, not every step of it
         if self._execution == "dense":
             return self._stream_dense(xs if chunk else xs.unsqueeze(0), h0, c0, chunk)
         with RUNTIME_LOCK:  # threads stepping one module are serialised (see runtime.ops)
@@ -508,6 +511,11 @@ class _DeltaRNN(EventModule):
                 return out
             h, c = r.hidden(self, xs)
         return self._finish(out, h, c, chunk)
+
+    def _at_stream_start(self) -> bool:
+        """No step of the current stream has run yet (event, or dense streaming)."""
+        r = self._runner
+        return r.carry is None if self._execution == "dense" else r.fresh
 
     def _stream_dense(self, xs: Tensor, h0, c0, chunk: bool):
         r = self._runner
@@ -974,19 +982,25 @@ class EventLSTMCell(_Cell):
 
 
 @contextmanager
-def streaming(model: nn.Module):
+def streaming(model: nn.Module, *, hx_at_start_only: bool = False):
     """Within the block, every recurrent event module of ``model`` carries its hidden state
     across calls in dense mode too, and takes a 2-D input as one step (what stepping a model one
-    time step at a time needs); the previous setting is restored afterwards."""
+    time step at a time needs); the previous setting is restored afterwards.
+
+    ``hx_at_start_only``: an initial state passed to a module (``self.gru(x, h0)``,
+    ``self.cell(x, h)``) is used at the first step of a stream only and ignored afterwards — a
+    torch forward fed one time step at a time passes the sequence's initial state at every
+    call (``bg.simulate`` sets it for models written for torch's recurrent call)."""
     mods = [m for m in model.modules() if isinstance(m, _DeltaRNN)]
-    saved = [m.stream for m in mods]
+    saved = [(m.stream, m.__dict__.get("hx_at_start_only", False)) for m in mods]
     for m in mods:
         m.stream = True
+        m.hx_at_start_only = hx_at_start_only
     try:
         yield model
     finally:
-        for m, s in zip(mods, saved, strict=True):
-            m.stream = s
+        for m, (s, h) in zip(mods, saved, strict=True):
+            m.stream, m.hx_at_start_only = s, h
 
 
 register_fuser(_DeltaRNN)(fuse_delta_rnn)

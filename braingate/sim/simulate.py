@@ -102,7 +102,8 @@ def simulate(
     returns torch's ``(out, h_n)`` (``return_state=True``, what ``bg.convert`` makes of an
     ``nn.GRU`` / ``nn.LSTM`` / cell), e.g. ``out, _ = self.gru(x); return self.head(out[-1])``
     — is fed length-1 sequences ``xs[t:t+1]`` (``(B, 1, ...)`` when its recurrent layers are
-    ``batch_first``) in every mode, its layers carrying their state from step to step, so
+    ``batch_first``) in every mode, its layers carrying their state from step to step (an
+    initial state its forward passes, ``self.gru(x, h0)``, counts at the first step only), so
     ``ys[t]`` is what the torch model returns for ``xs[:t+1]``; a length-1 time axis in its
     output (``(1, B, ...)``, ``(B, 1, ...)``) is dropped, and of a tuple only the first element
     is kept. A model with unconverted torch recurrent layers runs once on the whole sequence in
@@ -163,7 +164,9 @@ def simulate(
             if mode == "event" and fuse and not feed.chunks and not why_not_fusable(model):
                 step = EventChain(model)  # same computation, one call per step
             outs = []
-            with streaming(model):  # dense steps carry the recurrent layers' hidden state too
+            # dense steps carry the recurrent layers' hidden state too; a torch forward's h0
+            # starts the stream (it is passed again at every length-1 sequence)
+            with streaming(model, hx_at_start_only=feed.chunks):
                 for t in range(T):
                     outs.append(feed.output(step(feed.input(xs, t)), B))
                     rec.step(t, dense=mode == "dense")
