@@ -216,8 +216,10 @@ class _DeltaRNN(EventModule):
             for li in range(self.num_layers):
                 for off in (0, 4):
                     U, s, V, b = (self._param(li, off + k) for k in range(4))
-                    nn.init.orthogonal_(U)
-                    nn.init.orthogonal_(V)
+                    for f in (U, V):  # QR in float32 at least (none for bfloat16 / half)
+                        q = nn.init.orthogonal_(torch.empty(f.shape, dtype=torch.promote_types(
+                            f.dtype, torch.float32), device=f.device))  # fmt: skip
+                        f.copy_(q)
                     rows, cols, r = U.shape[0], V.shape[0], s.shape[0]
                     s.fill_(math.sqrt(rows * cols / (3.0 * H * r)))
                     if b is not None:
