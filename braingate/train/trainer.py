@@ -15,6 +15,7 @@ import json
 import random
 import time
 import warnings
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,32 @@ HISTORY_KEYS = (
 
 def _dynamic_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if hasattr(m, "last_soft_rank") and hasattr(m, "plan")]
+
+
+_PLAIN = (dict, list, tuple, set, deque, int, float, bool, str, type(None), Tensor)
+
+
+def _scheduler_states(layers: list[nn.Module]) -> list[tuple[Any, dict[str, Any], set[str]]]:
+    """Copies of the plain state (numbers, containers, tensors) of the layers' schedulers and
+    their budget managers, so a measurement that runs them can put everything back in place
+    (object identities kept: a manager shared by layers, or held by the user, stays the same
+    object)."""
+    objs: list[Any] = []
+    for layer in layers:
+        sched = getattr(layer, "_scheduler", None)
+        for obj in (sched, getattr(sched, "manager", None)):
+            if obj is not None and hasattr(obj, "__dict__") and not isinstance(obj, nn.Module):
+                if all(obj is not o for o in objs):
+                    objs.append(obj)
+    return [(o, {k: copy.deepcopy(v) for k, v in vars(o).items() if isinstance(v, _PLAIN)},
+             set(vars(o))) for o in objs]  # fmt: skip
+
+
+def _restore_states(states: list[tuple[Any, dict[str, Any], set[str]]]) -> None:
+    for obj, plain, keys in states:
+        for k in set(vars(obj)) - keys:
+            delattr(obj, k)
+        vars(obj).update(plain)
 
 
 def _loader_generators(loaders: tuple[Any, ...]) -> list[torch.Generator]:
@@ -385,7 +412,8 @@ class Trainer:
         ``energy_aware`` alpha 1 put BasicMotions windows at rank 4-12 and cost 7 points,
         while sklearn digits held its accuracy there; benchmarks/adaptive_rank_accuracy.py).
         The samples are the epoch's first training samples, so held-in accuracy understates
-        the drop on unseen data, hence a default of 0.5 point.
+        the drop on unseen data, hence a default of 0.5 point. The schedulers' (and budget
+        managers') state is put back afterwards: these passes are not spending.
 
         Returns: ``{layer name: floor}`` (None: no floor).
         """
@@ -405,6 +433,7 @@ class Trainer:
             return float((self._forward(x).argmax(-1) == y).float().mean())
 
         before = {n: m.rank_floor for n, m in layers}
+        states = _scheduler_states([m for _, m in layers])
         try:
             for _, m in layers:
                 m.force_rank = m.r_max
@@ -428,6 +457,7 @@ class Trainer:
         finally:
             for _, m in layers:
                 m.force_rank = None
+            _restore_states(states)  # closed-loop schedulers do not count these passes
             self.model.train(was)
         for name, m in layers:
             m.rank_floor = floors[name]

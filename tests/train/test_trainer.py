@@ -156,3 +156,25 @@ def test_rank_floor_tolerance_and_switch(tmp_path):
 def test_rank_floor_config_errors(train, match):
     with pytest.raises(ValueError, match=match):
         ExperimentConfig.from_dict({"train": train})
+
+
+def test_rank_floor_calibration_leaves_budget_managers_alone(tmp_path):
+    """The closed-loop 'budget' scheduler's manager does not count the calibration passes."""
+    from braingate.scheduling import BudgetManager, BudgetRankScheduler
+
+    trainer, model, x, y = _calibrated(tmp_path, rank_tolerance=0.0)
+    lay = model.dyn
+    manager = BudgetManager(total_budget=float(lay.energy_table(64)[0]), safety_margin=0.0)
+    sched = BudgetRankScheduler(lay.r_min, lay.r_max, manager=manager, layer_id="dyn")
+    lay.scheduler = sched
+    with torch.no_grad():
+        model.eval()(x[:64])
+    history, layers = list(manager.history), repr(manager._layers)
+    with torch.no_grad():
+        model(x[:64])  # a pass that spends: the manager counts it
+    assert len(manager.history) > len(history)
+    history, layers = list(manager.history), repr(manager._layers)
+    floors = trainer.calibrate_rank_floors(x[:256], y[:256])
+    assert floors["dyn"] is not None  # it ran the scheduler at several floors
+    assert lay.scheduler is sched and sched.manager is manager
+    assert list(manager.history) == history and repr(manager._layers) == layers
