@@ -237,7 +237,8 @@ class _DeltaRNN(EventModule):
             self.__dict__["_epoch"] += 1
 
     def _apply(self, fn, recurse: bool = True):
-        out = super()._apply(fn, recurse)  # .to(), .double(): cached copies and the state go
+        out = super()._apply(fn, recurse)  # .to(), .double(): cached copies go, the stream
+        # continues in the converted state (as for EventLinear)
         if self._gates is not None:
             self._gates = [fn(g) for g in self._gates]
         for name in _THRESHOLDS:
@@ -245,7 +246,7 @@ class _DeltaRNN(EventModule):
             if isinstance(v, Tensor):
                 self.__dict__["_" + name] = fn(v)
         self._epoch += 1
-        self._runner.reset(drop=True)
+        self._runner.convert_state(self, fn)
         return out
 
     # -- thresholds -----------------------------------------------------------------------------

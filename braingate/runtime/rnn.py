@@ -260,6 +260,16 @@ def _per_unit(value, size: int, dtype) -> np.ndarray:
     return np.full(size, value, dtype)
 
 
+def _map_state(st, fn):
+    """``fn`` applied to every tensor of a (nested) state NamedTuple."""
+    if isinstance(st, torch.Tensor):
+        return fn(st)
+    if isinstance(st, tuple):
+        parts = [_map_state(v, fn) for v in st]
+        return type(st)(*parts) if hasattr(st, "_fields") else tuple(parts)
+    return st
+
+
 class _Stepper(RunnerStepper):
     """Step bookkeeping of a recurrent module stepped by a compiled chain (see ``Row.stepper``)."""
 
@@ -367,6 +377,26 @@ class RNNRunner:
         else:
             self._drop()
         self.restarted(fresh=True)
+
+    def convert_state(self, m, fn) -> None:
+        """After ``module._apply(fn)`` (``.to()``, ``.double()``, ``.share_memory()``): the
+        stream's state becomes torch tensors converted by ``fn`` and the stream continues; the
+        compiled row is rebuilt from them at the next step (the factor copies changed anyway)."""
+        if self.where == "arrays":
+            states = tuple(_map_state(st, lambda t: t.clone()) for st in self._torch_states(m))
+        elif self.where == "torch":
+            states = self.state
+        else:
+            states = None
+        carry = self.carry
+        self.arrays, self.args = None, None
+        self._forget_row()
+        self.basis = None  # the accumulators are kept, not re-synced with the new factors
+        if states is not None:
+            self.state = tuple(_map_state(st, fn) for st in states)
+            self.where = "torch"
+        if carry is not None:
+            self.carry = tuple(None if t is None else fn(t) for t in carry)
 
     def __getstate__(self) -> dict:
         # copies and pickles drop what holds addresses (they would point into the original)

@@ -203,3 +203,24 @@ def test_bfloat16_recurrent_models_convert_and_run(kind):
     yd, _ = bg.simulate(net, xs, mode="dense")
     assert ye.dtype == torch.bfloat16
     torch.testing.assert_close(ye.float(), yd.float(), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("cls", ["EventGRU", "EventLSTMCell"])
+@pytest.mark.parametrize("path", ["kernel", "torch"])
+def test_dtype_conversion_mid_stream_continues_the_stream(cls, path):
+    """``.double()`` / ``.to()`` mid-stream keeps the state, as EventLinear does (the stream
+    silently restarted from zero before)."""
+    torch.manual_seed(0)
+    layer = getattr(bg, cls)(N, H, 4, threshold=0.02, hidden_threshold=0.02, return_state=False)
+    layer.execution = "event"
+    xs = _stream(6)
+    grad = torch.enable_grad() if path == "torch" else torch.no_grad()  # reference / kernel
+    with grad:
+        want = torch.stack([layer(x) for x in xs]).detach()
+        bg.reset(layer)
+        for x in xs[:3]:
+            layer(x)
+        layer.double()
+        got = torch.stack([layer(x.double()) for x in xs[3:]]).detach()
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want[3:].double(), rtol=1e-5, atol=1e-5)
