@@ -1,19 +1,45 @@
 """Compiled convolution and pooling ops of the event runtime (DESIGN §2b).
 
 ``event_conv``: the event step of a gated low-rank conv (1-D convs run as 2-D with height 1).
-Each input event ``(c, i, j)`` scatters ``Δ·V[(c, taps), :]`` into the latent map at every
-output position whose receptive field holds ``(i, j)``; only positions reached this step are
-then tested for latent events, in the output rows reached this step (a vectorised test over each
-row's ``(W', R)`` block; every row after anything that can move ``z − ẑ`` elsewhere: a re-sync
-or new thresholds, flagged in ``dirty``). Layouts, chosen for contiguous
-inner loops: ``x̂`` ``(B, C, H, W)`` like the input, ``z`` / ``ẑ`` channel-last ``(B, H'W', R)``
-(a scatter adds one contiguous ``V`` row), ``y`` ``(B, C_out, H'W')`` like the output and with
-the bias in it, so the output is one copy. The
-arithmetic equals :func:`braingate.functional.conv_events.conv_event_step` (tested against it).
+Per sample, in four passes:
+
+1. *Input test*: ``|x − x̂| > θ_c`` for every element into a byte mask (a vectorised loop; each
+   channel's mask padded to whole 8-byte words), the events counted.
+2. *Scatter*: the mask's nonzero words are scanned with ``cttz``, so only the events are visited,
+   in channel, row, column order. Event ``(c, i, j)`` adds ``Δ·V[(c, taps), :]`` into ``z`` at
+   every output position whose receptive field holds ``(i, j)``. With stride and dilation 1
+   along the width, the ``k_w`` taps of one kernel row reach ``k_w`` adjacent positions, whose
+   ``z`` rows are contiguous (channel-last) and whose ``V`` rows are too (``V`` stores each
+   kernel row's taps reversed): one loop of ``k_w·R_p`` per kernel row. Output rows reached are
+   flagged.
+3. *Latent test* in the flagged rows (every row after anything that can move ``z − ẑ``
+   elsewhere: a re-sync or new thresholds, flagged in ``dirty``): ``|z − ẑ| > θ_z`` over the
+   row's ``(W', R_p)`` block into a byte mask (vectorised), then each position's words of it:
+   its events, found by ``cttz``, accumulate ``Δz_r·(U s)_r`` into one change of its output
+   column, added to ``y`` through a strided view.
+4. *Output*: a copy of ``y`` (it holds the bias).
+
+Layouts, chosen for contiguous inner loops: ``x̂`` ``(B, C, H, W)`` like the input, ``z`` / ``ẑ``
+channel-last ``(B, H'W', R_p)``, ``y`` ``(B, C_out, H'W')`` like the output. The latent and
+output channels are padded with zeros to ``R_p`` / ``C_op``, multiples of :data:`LANES`, so the
+inner loops run over whole SIMD vectors (a loop of 6 or 12 lanes ran 1.5–2× slower than one of
+8 or 16 here); padded channels never hold events (their ``θ_z`` is +inf). Inner loops start at
+0 over slices: numba's index wrap-around checks otherwise keep LLVM from vectorising them. The
+tap tables and scratch are arrays the runner owns (:func:`tap_tables`, :func:`scratch_sizes`):
+no allocation per step but the output. The arithmetic equals
+:func:`braingate.functional.conv_events.conv_event_step` (tested against it), and the counts are
+the §2b ones (``reached`` = Σ over input events of the positions each reaches).
 
 Granularity (``pixel`` column): 0 sends elements (``|Δ_c| > θ_c``); 1 sends whole pixels, all
 channels together, when any channel crosses its threshold (DeltaCNN's rule). Either way the
 residual of every element stays ``≤ θ_c``.
+
+Measured on the saccade-digits CNN (``benchmarks/conv_event_vs_dense.py``, one thread): per
+frame, 16×28×28 output ~7 µs and 32×14×14 ~9 µs, against ~19 and ~23 µs for the previous
+kernel (element loops of length ``R``, per-event division, allocation per step). On dense
+streams (camera motion, a third or more of the inputs changing every frame) the scatter and the
+strided output updates cost far more per MAC than oneDNN's dense conv: the event path is slower
+there (see the benchmark's camera table).
 
 ``pool`` (MaxPool / AvgPool, 1-D and 2-D): pooling of the values the chain passes (accumulated
 state, not deltas: the max of changes is not the change of the max), so it is exact by
@@ -93,17 +119,18 @@ if AVAILABLE:
     def scratch_sizes(C, H, W, Ho, Wo, R, Rp, Cop, kh, kw):
         """Lengths of the op's ``taps`` (int64), ``scratch_u8`` and ``scratch_f`` arrays."""
         HW8 = (H * W + 7) // 8 * 8
-        n_int = H * (1 + 2 * kh) + W * (1 + 2 * kw) + R
+        n_int = H * (1 + 2 * kh) + W * (1 + 2 * kw) + H * W + R
         return n_int, C * HW8 + Wo * Rp + Ho + H * W, Rp + Wo * Rp + Cop
 
     def tap_tables(H, W, Ho, Wo, R, kh, kw, sh, sw, ph, pw, dh, dw) -> np.ndarray:
         """The ``taps`` array: per input row and column, its tap count, taps and outputs
-        (:func:`_taps`), then ``R`` slots of scratch."""
+        (:func:`_taps`), the row of every input position, then ``R`` slots of scratch."""
         parts = []
         for n, o_n, k, s, p, d in ((H, Ho, kh, sh, ph, dh), (W, Wo, kw, sw, pw, dw)):
             cnt, tk, to = _taps(n, o_n, k, s, p, d)
             parts += [cnt, tk.ravel(), to.ravel()]
-        return np.concatenate([*parts, np.zeros(R, np.int64)])
+        row_of = np.repeat(np.arange(H, dtype=np.int64), W)  # input position -> its row
+        return np.concatenate([*parts, row_of, np.zeros(R, np.int64)])
 
     @njit(nogil=True, cache=True)
     def conv_event_np(h, x_hat, z, z_hat, y, gstate, dirty, gate, V, Us_t, bias, th, thz, out,
@@ -130,6 +157,7 @@ if AVAILABLE:
         cn, a0 = taps[a0 : a0 + W], a0 + W
         ck, a0 = taps[a0 : a0 + W * kw].reshape(W, kw), a0 + W * kw
         co, a0 = taps[a0 : a0 + W * kw].reshape(W, kw), a0 + W * kw
+        row_of, a0 = taps[a0 : a0 + H * W], a0 + H * W
         act = taps[a0 : a0 + R]
         HW8 = (HW + 7) // 8 * 8
         row_block = sw == 1 and dw == 1
@@ -225,7 +253,7 @@ if AVAILABLE:
                     while word:
                         q = w * 8 + (cttz(word) >> 3)
                         word &= word - _ONE
-                        i = q // W
+                        i = row_of[q]
                         j = q - i * W
                         d = hc[q] - xc[q]
                         xc[q] = hc[q]
