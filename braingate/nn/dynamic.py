@@ -365,7 +365,8 @@ class DynamicLowRankLayer(nn.Module):
         ranks are raised to it (a budget still caps them). ``Trainer`` sets it each epoch to
         the lowest block end whose measured accuracy stays within ``train.rank_tolerance`` of
         ``r_max`` (see :meth:`braingate.train.Trainer.calibrate_rank_floors`). A value that is
-        not a block end is rounded up to the next one."""
+        not a block end is rounded up to the next one. :meth:`set_rank_range` (a LoRAven mode
+        switch) keeps it, moved into the new range; assign None to drop it."""
         return self._rank_floor
 
     @rank_floor.setter
