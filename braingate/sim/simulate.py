@@ -68,6 +68,57 @@ DENSE_COUNTERS.add(
     ),
 )
 
+_GATES = {"GRU": 3, "LSTM": 4, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def _rnn_shape(mod: nn.Module) -> tuple[int, int, int, int, int, int]:
+    """``(G, D, H, P, L, cell)`` of a torch recurrent module: gates, directions, hidden size,
+    size of the state it feeds back (``proj_size`` or ``H``), layers, 1 for a cell."""
+    if isinstance(mod, nn.RNNCellBase):
+        name = {nn.GRUCell: "GRU", nn.LSTMCell: "LSTM"}.get(type(mod), "RNN_TANH")
+        return _GATES[name], 1, mod.hidden_size, mod.hidden_size, 1, 1
+    D = 2 if mod.bidirectional else 1
+    P = getattr(mod, "proj_size", 0) or mod.hidden_size
+    return _GATES.get(mod.mode, 1), D, mod.hidden_size, P, mod.num_layers, 0
+
+
+def _count_rnn(mod: nn.Module, x, y):
+    """A torch GRU / LSTM / RNN (or cell) left dense: per sample and step, every gate's
+    ``W_ih x + W_hh h`` (and the LSTM projection) as MACs; ``synops`` skips the zero inputs of
+    the first layer (NeuroBench's effective synops), the fed-back state counted in full."""
+    G, D, H, P, L, cell = _rnn_shape(mod)
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        x = nn.utils.rnn.pad_packed_sequence(x, batch_first=False)[0]
+    x = x.detach()
+    n = x.shape[-1]
+    if cell:
+        x = x.reshape(-1, n)  # (B, n) or (n,)
+    elif x.dim() == 3:
+        x = (x.transpose(0, 1) if mod.batch_first else x).reshape(-1, n)  # time-major
+    else:  # unbatched (T, n)
+        x = x.reshape(-1, n)
+    per_unit_in = D * G * H
+    rest = D * G * H * P  # the state fed back, per layer
+    rest += (D * H * P) if P != H else 0  # LSTM projection
+    above = (L - 1) * (D * G * H * (D * P) + rest)
+    dense = n * per_unit_in + rest + above
+    nz = (x != 0).sum(-1).double().cpu().numpy()
+    synops = nz * per_unit_in + rest + above
+    full = np.full(nz.shape, float(dense))
+    counts = Counts(synops=synops, dense_synops=full, lowrank_ops=full, input_events=nz)
+    return counts, (x != 0).sum(0).cpu().numpy().astype(np.float64)
+
+
+def _describe_rnn(m: nn.Module) -> dict:
+    G, D, H, P, L, _ = _rnn_shape(m)
+    return {"kind": "dense_rnn", "in_features": m.input_size, "out_features": D * P,
+            "rank": min(m.input_size, G * H), "blocks": 1, "gates": G, "hidden_size": H,
+            "num_layers": L, "directions": D}  # fmt: skip
+
+
+for _t in (nn.RNNBase, nn.RNNCellBase):
+    DENSE_COUNTERS.add(_t, DenseCounter(_count_rnn, _describe_rnn))
+
 #: Torch modules with hidden state across calls that simulate cannot step one time step at a
 #: time: stepping them would silently treat every step as a new sequence.
 _UNSTEPPABLE = (nn.RNNBase, nn.RNNCellBase)
@@ -237,7 +288,7 @@ def _stack(outs: list):
 
 def _recurrent(model: nn.Module) -> bool:
     return any(
-        isinstance(m, nn.RNNBase) or (isinstance(m, EventModule) and m.recurrent)
+        isinstance(m, (nn.RNNBase, nn.RNNCellBase)) or (isinstance(m, EventModule) and m.recurrent)
         for m in model.modules()
     )
 
@@ -273,6 +324,7 @@ class _Recorder:
         self.dense_t = 0  # steps run by simulate's dense mode (the layers did not see them)
         self._hooks: list = []
         self._t = 0
+        self._cursor: dict[str, int] = {}  # next step of each dense layer (whole-sequence call)
 
     def __enter__(self) -> _Recorder:
         for name, (mod, counter) in self.dense_layers.items():
@@ -304,9 +356,16 @@ class _Recorder:
                 if f in tr
             }
             steps = len(next(iter(per_step.values())))
-            sl = slice(self._t, self._t + steps)
+            if self.dense and steps == self.T:  # a whole-sequence call: every step
+                start = 0
+            elif self.dense:  # part of it: the next steps (a cell looped over time: one each)
+                start = self._cursor.get(name, 0)
+                self._cursor[name] = start + steps
+            else:  # stepped: every call of this step counts at this step
+                start = self._t
+            idx = np.minimum(np.arange(start, start + steps), self.T - 1)
             for f, v in per_step.items():
-                tr[f][sl] = v
+                np.add.at(tr[f], idx, v)
             if units is not None:
                 self.in_units[name] = self.in_units.get(name, 0) + np.asarray(units) / self.B
 

@@ -224,3 +224,61 @@ def test_dtype_conversion_mid_stream_continues_the_stream(cls, path):
         got = torch.stack([layer(x.double()) for x in xs[3:]]).detach()
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, want[3:].double(), rtol=1e-5, atol=1e-5)
+
+
+class _Bi(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(N, H, num_layers=2, bidirectional=True)
+        self.head = nn.Linear(2 * H, 4)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+def test_torch_recurrent_layers_left_dense_are_counted_at_their_dense_cost():
+    """convert's warning says layers left dense are counted by simulate; a bidirectional GRU
+    was missing from every total (the converted head alone made the ratio)."""
+    torch.manual_seed(0)
+    net = _converted(_Bi())
+    assert not net.conversion_report["rnn"]["converted"]
+    xs = _stream(7).clamp_min(0)  # some zero inputs: effective synops below the MACs
+    ys, rep = bg.simulate(net, xs, mode="dense")
+    with torch.no_grad():
+        torch.testing.assert_close(ys, _Bi.forward(net, xs))
+    G, D = 3, 2
+    per_step = D * G * H * (N + H) + D * G * H * (D * H + H)  # layer 0 + layer 1, both ways
+    layer = rep.layers["rnn"]
+    assert layer["dense"] and layer["dense_synops"] == pytest.approx(T * per_step)
+    assert rep.trace["rnn"]["dense_synops"] == pytest.approx([per_step] * T)
+    assert 0 < layer["synops"] < layer["dense_synops"]
+    assert rep.total["dense_synops"] == pytest.approx(T * (per_step + 2 * H * 4))
+
+
+def test_plain_cell_loop_in_dense_mode_runs_on_the_sequence_and_counts_every_step():
+    """A torch cell loop left dense: simulate folded time into the batch (the loop then ran
+    over samples) and its counter crashed; it gets the sequence, each cell call one step."""
+    torch.manual_seed(0)
+    ref = _CellLoop("lstm").eval()
+    xs = _stream(8)
+    ys, rep = bg.simulate(ref, xs, mode="dense")
+    with torch.no_grad():
+        torch.testing.assert_close(ys, ref(xs))
+    assert rep.trace["cell"]["dense_synops"] == pytest.approx([4 * H * (N + H)] * T)
+    assert rep.trace["head"]["dense_synops"] == pytest.approx([H * 4] + [0] * (T - 1))
+
+
+def test_a_layer_called_twice_per_step_is_counted_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(N, N)
+
+        def forward(self, x):
+            return self.lin(torch.relu(self.lin(x)))
+
+    xs = _stream(9)
+    for mode in ("event", "dense"):
+        _, rep = bg.simulate(Twice(), xs, mode=mode)
+        assert rep.layers["lin"]["dense_synops"] == pytest.approx(2 * T * N * N), mode
+        assert rep.trace["lin"]["dense_synops"] == pytest.approx([2 * N * N] * T), mode
