@@ -149,10 +149,10 @@ def simulate(
     carrying their hidden state from step to step). Plain torch layers that stay dense are
     counted at their dense cost (``nn.Linear`` as NeuroBench does, ``nnz(x)·m``).
 
-    A model written for torch's recurrent call — one holding a recurrent event layer that
-    returns torch's ``(out, h_n)`` (``return_state=True``, what ``bg.convert`` makes of an
-    ``nn.GRU`` / ``nn.LSTM`` / cell), e.g. ``out, _ = self.gru(x); return self.head(out[-1])``
-    — is fed length-1 sequences ``xs[t:t+1]`` (``(B, 1, ...)`` when its recurrent layers are
+    A model written for torch's recurrent call — one whose ``forward`` calls a recurrent event
+    layer that returns torch's ``(out, h_n)`` (``return_state=True``, what ``bg.convert`` makes
+    of an ``nn.GRU`` / ``nn.LSTM`` / cell), e.g. ``out, _ = self.gru(x); return
+    self.head(out[-1])``, or loops a cell over time — is fed length-1 sequences ``xs[t:t+1]`` (``(B, 1, ...)`` when its recurrent layers are
     ``batch_first``) in every mode, its layers carrying their state from step to step (an
     initial state its forward passes, ``self.gru(x, h0)``, counts at the first step only), so
     ``ys[t]`` is what the torch model returns for ``xs[:t+1]``; a length-1 time axis in its
@@ -202,7 +202,7 @@ def simulate(
     with torch.no_grad(), execution(model, mode), rec:
         if reset_state:
             reset(model)
-        if mode == "dense" and not _stateful(model) and not feed.chunks:
+        if mode == "dense" and not (_stateful(model) or feed.chunks or feed.stepped_cells):
             rec.dense = True
             if recurrent:
                 ys = feed.whole(model, xs)  # recurrent layers take the whole sequence in order
@@ -230,11 +230,18 @@ class _Feed:
     sequence (``chunks``) for a model written for torch's recurrent call."""
 
     def __init__(self, model: nn.Module) -> None:
+        stepped = _sequential_reach(model)  # called with the model's per-step input
         torch_style = [
             m for m in model.modules()
             if isinstance(m, EventModule) and m.recurrent and getattr(m, "return_state", False)
+            and not any(m is s for s in stepped)
         ]  # fmt: skip
         self.chunks = bool(torch_style)
+        # cells stepped braingate's way take one step per call in dense mode too
+        self.stepped_cells = any(
+            isinstance(m, EventModule) and m.recurrent and getattr(m, "is_cell", False)
+            for m in stepped
+        )
         layouts = {
             bool(getattr(m, "batch_first", False))
             for m in model.modules()
@@ -269,6 +276,19 @@ class _Feed:
         if isinstance(y, Tensor) and y.dim() >= 3 and y.shape[:2] == xs.shape[1::-1]:
             y = y.transpose(0, 1)
         return y
+
+
+def _sequential_reach(model: nn.Module) -> list[nn.Module]:
+    """The model and the modules it reaches through ``nn.Sequential`` containers only: those
+    see one step per call (a recurrent layer among them is stepped braingate's way; one inside
+    a user's ``forward`` is called as that forward calls it, the torch way)."""
+    out, todo = [], [model]
+    while todo:
+        m = todo.pop()
+        out.append(m)
+        if isinstance(m, nn.Sequential):
+            todo.extend(m.children())
+    return out
 
 
 def _first(y):

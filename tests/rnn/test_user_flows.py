@@ -282,3 +282,26 @@ def test_a_layer_called_twice_per_step_is_counted_twice():
         _, rep = bg.simulate(Twice(), xs, mode=mode)
         assert rep.layers["lin"]["dense_synops"] == pytest.approx(2 * T * N * N), mode
         assert rep.trace["lin"]["dense_synops"] == pytest.approx([2 * N * N] * T), mode
+
+
+@pytest.mark.parametrize("mode", ["event", "dense"])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_a_cell_in_a_sequential_is_stepped_and_equals_the_torch_loop(kind, mode):
+    """In an nn.Sequential a cell gets one step per call (xs[t]), in dense mode too (it was
+    handed the whole (T, B, n) stream and refused it); an LSTM cell's (h, c) gives h."""
+    torch.manual_seed(0)
+    cell = nn.GRUCell(N, H) if kind == "gru" else nn.LSTMCell(N, H)
+    event_cell = (bg.EventGRUCell if kind == "gru" else bg.EventLSTMCell)._from_torch(cell, 100)
+    head = nn.Linear(H, 4)
+    if kind == "gru":  # an event layer after the cell takes (B, H) steps
+        net = nn.Sequential(event_cell, bg.EventLinear.from_linear(head, 4))
+    else:  # an LSTM cell returns (h, c): as the last module its h is the output
+        net = nn.Sequential(event_cell)
+    xs = _stream(10)
+    ys, _ = bg.simulate(net, xs, mode=mode)
+    with torch.no_grad():
+        h = None
+        for t, x in enumerate(xs):
+            h = cell(x, h)
+            want = head(h) if kind == "gru" else h[0]
+            torch.testing.assert_close(ys[t], want, rtol=1e-5, atol=1e-5)
