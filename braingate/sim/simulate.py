@@ -212,15 +212,17 @@ def simulate(
             rec.dense_steps(T)
         else:
             step = model
-            if mode == "event" and fuse and not feed.chunks and not why_not_fusable(model):
+            if (mode == "event" and fuse and not feed.chunks and not why_not_fusable(model)
+                    and not _reused(model)):  # fmt: skip
                 step = EventChain(model)  # same computation, one call per step
+            hooked = step is model
             outs = []
             # dense steps carry the recurrent layers' hidden state too; a torch forward's h0
             # starts the stream (it is passed again at every length-1 sequence)
             with streaming(model, hx_at_start_only=feed.chunks):
                 for t in range(T):
                     outs.append(feed.output(step(feed.input(xs, t)), B))
-                    rec.step(t, dense=mode == "dense")
+                    rec.step(t, dense=mode == "dense", hooked=hooked)
             ys = _stack(outs)
     return ys, rec.report(mode)
 
@@ -276,6 +278,18 @@ class _Feed:
         if isinstance(y, Tensor) and y.dim() >= 3 and y.shape[:2] == xs.shape[1::-1]:
             y = y.transpose(0, 1)
         return y
+
+
+def _reused(model: nn.Module) -> bool:
+    """An event layer placed twice in the model (e.g. ``nn.Sequential(lin, relu, lin)``)."""
+    seen: set[int] = set()
+    for m in model.modules():
+        for child in m._modules.values():  # children() would skip the repeats
+            if isinstance(child, EventModule):
+                if id(child) in seen:
+                    return True
+                seen.add(id(child))
+    return False
 
 
 def _sequential_reach(model: nn.Module) -> list[nn.Module]:
@@ -345,6 +359,7 @@ class _Recorder:
         self._hooks: list = []
         self._t = 0
         self._cursor: dict[str, int] = {}  # next step of each dense layer (whole-sequence call)
+        self.calls: dict[str, int] = {}  # calls of each event layer since the last step
 
     def __enter__(self) -> _Recorder:
         for name, (mod, counter) in self.dense_layers.items():
@@ -359,6 +374,7 @@ class _Recorder:
 
     def _shape_hook(self, name: str):
         def hook(mod, inp) -> None:
+            self.calls[name] = self.calls.get(name, 0) + 1
             x = inp[0] if inp else None
             if isinstance(x, Tensor) and x.dim() >= 1:
                 self.shapes[name] = tuple(x.shape[1:])
@@ -391,8 +407,19 @@ class _Recorder:
 
         return hook
 
-    def step(self, t: int, dense: bool) -> None:
+    def step(self, t: int, dense: bool, hooked: bool = True) -> None:
+        """Record step ``t`` (``hooked``: the layers ran as module calls, so their calls were
+        counted; a compiled chain runs a Sequential, each layer once per step)."""
         for name, layer in self.events.items():
+            calls = self.calls.get(name, 0) if hooked else 1
+            if not dense and calls != 1:
+                what = "did not run" if not calls else f"ran {calls} times"
+                raise ValueError(
+                    f"event layer {name!r} {what} at step {t}: an event layer keeps the state of "
+                    "one stream and is counted once per step, so the model's forward must call "
+                    "it exactly once per step; give each call its own layer (copy.deepcopy), or "
+                    "use mode='dense'"
+                )
             c = layer.dense_counts(self.shapes.get(name, ())) if dense else layer.last_counts
             if c is None:
                 raise ValueError(
@@ -400,20 +427,25 @@ class _Recorder:
                     "call it once per step; simulate can only count layers the step reaches"
                 )
             tr = self.trace[name]
+            scale = calls if dense else 1  # dense: every call's MACs (0 when it did not run)
             for f, v in zip(COUNT_FIELDS, c.mean() if not dense else c, strict=True):
                 if f in tr:
-                    tr[f][t] = v
+                    tr[f][t] = v * scale
             if dense:
                 self.dense_t += 1 if name == next(iter(self.events)) else 0
+        self.calls.clear()
         self._t = t + 1
 
     def dense_steps(self, T: int) -> None:
         for name, layer in self.events.items():
             c = layer.dense_counts(self.shapes.get(name, ()))
+            # a whole-sequence call per call of the layer (a recurrent layer: once in all)
+            scale = 1 if layer.recurrent else self.calls.get(name, 1)
             tr = self.trace[name]
             for f, v in zip(COUNT_FIELDS, c, strict=True):
                 if f in tr:
-                    tr[f][:] = v
+                    tr[f][:] = v * scale
+        self.calls.clear()
         self.dense_t = T
         self._t = T
 

@@ -305,3 +305,52 @@ def test_a_cell_in_a_sequential_is_stepped_and_equals_the_torch_loop(kind, mode)
             h = cell(x, h)
             want = head(h) if kind == "gru" else h[0]
             torch.testing.assert_close(ys[t], want, rtol=1e-5, atol=1e-5)
+
+
+def _twice_models():
+    torch.manual_seed(0)
+    lin = nn.Linear(N, N)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return self.lin(torch.relu(self.lin(x)))
+
+    ev = bg.EventLinear.from_linear(lin, N)  # one event layer placed twice
+    return {"forward": Twice(), "sequential": nn.Sequential(ev, nn.ReLU(), ev)}
+
+
+@pytest.mark.parametrize("kind", ["forward", "sequential"])
+def test_an_event_layer_run_twice_per_step_is_refused_and_counted_twice_in_dense(kind):
+    """One event layer called twice per step mixed two streams in its state and was counted
+    once (the Report showed half the dense cost); event mode refuses it with the fix, dense
+    mode counts every call."""
+    net = _twice_models()[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg.convert(net, rank=1.0)
+    xs = _stream(11)
+    with pytest.raises(ValueError, match="ran 2 times at step 0.*its own layer"):
+        bg.simulate(net, xs, mode="event")
+    ys, rep = bg.simulate(net, xs, mode="dense")
+    name = "lin" if kind == "forward" else "0"
+    assert rep.layers[name]["dense_synops"] == pytest.approx(2 * T * N * N)
+
+
+def test_an_event_layer_skipped_at_a_step_is_refused():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = bg.EventLinear(N, N, 2), bg.EventLinear(N, N, 2)
+            self.t = 0
+
+        def forward(self, x):
+            self.t += 1
+            y = self.a(x)
+            return self.b(y) if self.t < 3 else y  # b stops running: its counts went stale
+
+    with pytest.raises(ValueError, match="'b' did not run at step 2"):
+        bg.simulate(Skip(), _stream(12), mode="event")
