@@ -19,7 +19,9 @@ Calling conventions:
   ``(out, h_n)`` (``out`` ``(B, H)`` for a step, ``(T, B, H)`` for a chunk; ``h_n`` ``(L, B, H)``,
   LSTM ``(h_n, c_n)``), a GRU cell ``h``, an LSTM cell ``(h, c)``. A model written for torch,
   ``out, _ = self.gru(xs); return self.head(out[-1])``, therefore steps correctly when it is fed
-  length-1 chunks ``xs[t:t+1]``.
+  length-1 chunks ``xs[t:t+1]`` — what :func:`braingate.simulate` does for such models (inside
+  ``streaming(model, hx_at_start_only=True)``, so an ``h0`` the forward passes at every call
+  starts the stream only).
 - ``return_state=False``: every call returns only the output tensor, so the module composes in
   ``nn.Sequential`` (dense: ``(T, B, H)`` per-step outputs; event: ``(B, H)`` per step) and lowers
   into compiled chains (:func:`braingate.sim.compile_events`).
