@@ -124,30 +124,44 @@ def convert(
             continue
         plans[name] = _plan(name, mod, rank, blocks)
     names = [n for n in names if n not in refused]
-    report, errors = {}, {}
+    # build every event layer before touching the model: a layer that fails to build (a bad
+    # threshold, a per-unit tensor of the wrong size) leaves the model as it was
+    built = []
     for name in names:
         mod = model.get_submodule(name)
         r, b, adjusted = plans[name]
         conv = _converter(mod)
         parent, attr = _parent(model, name)
-        folded = None
+        bn_key = None
         if conv.absorbs is not None and conv.fold is not None and isinstance(parent, nn.Sequential):
             keys = list(parent._modules)
             i = keys.index(attr)
             nxt = parent._modules[keys[i + 1]] if i + 1 < len(keys) else None
             if conv.absorbs(mod, nxt):
                 mod = conv.fold(mod, nxt)
-                parent._modules[keys[i + 1]] = nn.Identity()
-                folded = f"{name.rpartition('.')[0]}.{keys[i + 1]}".lstrip(".")
-        layer = conv.build(mod, r, b, threshold, latent_threshold)
-        layer.execution = execution
+                bn_key = keys[i + 1]
+        try:
+            layer = conv.build(mod, r, b, threshold, latent_threshold)
+            layer.execution = execution
+        except (TypeError, ValueError) as e:
+            if type(e) not in (TypeError, ValueError):
+                raise
+            raise type(e)(f"converting {name!r}: {e} (the model was not changed)") from e
+        built.append((name, mod, parent, attr, bn_key, layer, r, b, adjusted, conv))
+    report, errors = {}, {}
+    for name, mod, parent, attr, bn_key, layer, r, b, adjusted, conv in built:
+        if bn_key is not None:
+            parent._modules[bn_key] = nn.Identity()
         setattr(parent, attr, layer)
         errors[name] = float(layer.approx_error)
+        adjusted = adjusted + list(getattr(layer, "conversion_adjustments", ()))
         report[name] = {"type": type(mod).__name__, "converted": True, "rank": r, "blocks": b,
                         "full_rank": conv.full_rank(mod), "error": errors[name],
                         "adjusted": adjusted}  # fmt: skip
-        if folded:
-            report[name]["folded"] = folded
+        if getattr(layer, "ranks", None) is not None:
+            report[name]["ranks"] = [list(x) if isinstance(x, tuple) else x for x in layer.ranks]
+        if bn_key is not None:
+            report[name]["folded"] = f"{name.rpartition('.')[0]}.{bn_key}".lstrip(".")
     for name, why in refused.items():
         report[name] = {"type": type(model.get_submodule(name)).__name__, "converted": False,
                         "reason": why}  # fmt: skip

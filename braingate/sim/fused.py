@@ -160,7 +160,12 @@ class EventChain:
         ):
             return self.model(x)  # nothing has run yet: the module path raises the precise error
         x = (x.detach() if x.requires_grad else x).contiguous()
-        if self._plan is None or x.shape != self._shape or not self._still_valid():
+        if (
+            self._plan is None
+            or x.shape != self._shape
+            or x.dtype is not self.dtype  # the kernels read the input at its address
+            or not self._still_valid()
+        ):
             return self._lower_and_run(x)
         return self._run(x)
 
@@ -233,13 +238,15 @@ class EventChain:
         # container; modules compare by identity)
         containers = {id(c): (c, dict(c)) for c, _, _ in slots if c is not None}
         for _, _, m in slots:
-            fuser = fuser_for(m)
+            # after a module that returned something else than a tensor (snntorch's
+            # Leaky(output=True) returns (spikes, membrane)), the rest runs as module calls
+            fuser = fuser_for(m) if shape is not None else None
             row = fuser(m, B, dtype, shape) if fuser is not None else None
             if not isinstance(row, Row) or (not row.op and not run):
                 h = close_run(h)  # not lowered (or a bare reshape): a module call
                 plan.append(m)
                 h = m(h)
-                shape = tuple(h.shape[1:])
+                shape = tuple(h.shape[1:]) if type(h) is Tensor else None
                 continue
             if row.op:
                 run.append(row)

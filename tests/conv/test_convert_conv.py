@@ -120,3 +120,14 @@ def test_rank_dict_with_an_unknown_name_is_refused_before_anything_changes():
     with pytest.raises(ValueError, match="not convertible layers"):
         bg.convert(net, rank={"0": 2, "conv9": 3})
     assert isinstance(net[0], nn.Conv2d)
+
+
+def test_a_layer_that_fails_to_build_leaves_the_model_unchanged_batchnorm_included():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+    before = [type(m) for m in net]
+    with pytest.raises(ValueError, match=r"converting '0': threshold=nan.*not changed"):
+        bg.convert(net, rank=2, threshold=float("nan"))
+    assert [type(m) for m in net] == before
+    with pytest.raises(ValueError, match=r"converting '3'"):  # a per-unit θ the 2nd conv refuses
+        bg.convert(net, rank=2, threshold=torch.full((1,), 0.1))
+    assert [type(m) for m in net] == before
