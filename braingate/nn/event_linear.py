@@ -21,6 +21,7 @@ from braingate.state import EventState
 __all__ = ["EventLinear"]
 
 _ACQUIRE, _RELEASE = RUNTIME_LOCK.acquire, RUNTIME_LOCK.release
+_LOW = (torch.bfloat16, torch.float16)
 
 # attributes whose replacement invalidates the event runtime's cached views
 _CACHED = frozenset({"U", "s", "V", "bias", "threshold_raw", "latent_threshold_raw"})
@@ -131,8 +132,9 @@ class EventLinear(EventModule):
     def reset_parameters(self) -> None:
         """Orthonormal ``U``, ``V`` and equal ``s`` with the scale of ``nn.Linear``'s init."""
         with torch.no_grad():
-            for p in (self.U, self.V):
-                nn.init.orthogonal_(p)
+            for p in (self.U, self.V):  # in float32 (torch has no CPU QR for bfloat16 / half)
+                q = torch.empty(p.shape, dtype=torch.float32, device=p.device)
+                p.copy_(nn.init.orthogonal_(q) if p.dtype in _LOW else nn.init.orthogonal_(p))
             # nn.Linear draws U(-1/√n, 1/√n): entry variance 1/(3n), ‖W‖_F² = m/3.
             self.s.fill_(math.sqrt(self.out_features / (3.0 * self.rank)))
             if self.bias is not None:

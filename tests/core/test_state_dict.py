@@ -142,3 +142,14 @@ def test_bfloat16_event_mode_runs_on_the_torch_path():
         layer.execution = "dense"
         ref = layer(x)
     assert y.dtype == torch.bfloat16 and torch.allclose(y.float(), ref.float(), atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_event_linear_builds_in_half_precisions_and_converts_them(dtype):
+    layer = bg.EventLinear(8, 6, 4, dtype=dtype)  # no CPU QR in these dtypes: init in float32
+    assert layer.U.dtype == dtype
+    gram = layer.U.float().T @ layer.U.float()
+    assert torch.allclose(gram, torch.eye(4), atol=1e-2)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 6)).to(dtype)
+    bg.convert(net, rank=1.0)
+    assert isinstance(net[0], bg.EventLinear) and net[0].V.dtype == dtype
