@@ -110,13 +110,14 @@ def _run(args, names: list[str]) -> None:
         placements[m] = map_network(net, chip, m, seed=args.seed)
         reports[m] = estimate(placements[m])
     out = Path(args.out)
-    paths = report.write(out, placements, reports, f"{net.name} on {chip.name}")
+    skipped = report.not_mapped(net.meta)
+    paths = report.write(out, placements, reports, f"{net.name} on {chip.name}", skipped)
     if not args.no_plots:
         paths.append(plot.breakdown(reports, out / "energy_breakdown.png"))
         best = min(reports, key=lambda m: reports[m].breakdown["noc"])
         paths.append(plot.utilisation(placements[best], out / f"utilisation_{best}.png"))
         paths.append(plot.links(placements[best], out / f"links_{best}.png"))
-    print(report.markdown(reports, f"{net.name} on {chip.name}"))
+    print(report.markdown(reports, f"{net.name} on {chip.name}", skipped))
     print(f"wrote into {out}/: " + ", ".join(p.name for p in paths))
 
 

@@ -93,8 +93,9 @@ def from_report(report, name: str = "network") -> Network:
     Factored event layers are taken in the report's order; their shapes come from the report's
     ``in_features``, ``out_features``, ``rank`` and ``blocks`` and their traffic from
     ``input_unit_events`` / ``latent_unit_events`` (:data:`REPORT_FIELDS`). Dense layers
-    (``kind`` in :data:`DENSE_KINDS`) are not factored and not mapped; their names are listed in
-    ``meta["dense"]``.
+    (``kind`` in :data:`DENSE_KINDS`, or flagged ``dense``) are not factored and not mapped; their
+    names are listed in ``meta["dense"]`` and their MACs per sample in
+    ``meta["dense_macs_per_sample"]`` (hwmaps' reports list them as left out of the estimate).
 
     Args:
         report: a braingate Report or the dict of ``Report.to_dict()`` / a saved report file.
@@ -113,12 +114,16 @@ def from_report(report, name: str = "network") -> Network:
         raise ValueError(f"report meta steps={steps!r}; pass the report of a run with T >= 1 steps")
     blocks: list[FactorBlock] = []
     dense: list[str] = []
+    dense_macs: dict[str, float] = {}  # per sample, from the Report
     prev_out, prev_m = "input", None
     for lname, rec in data["layers"].items():
         if not isinstance(rec, dict):
             raise ValueError(f"report layer {lname!r} is {type(rec).__name__}, not a dict")
         if rec.get("kind") in DENSE_KINDS or rec.get("dense") is True:
             dense.append(lname)
+            macs = rec.get("dense_synops")
+            if isinstance(macs, (int, float)) and not isinstance(macs, bool):
+                dense_macs[lname] = float(macs)
             continue
         missing = [k for k in REPORT_FIELDS if k not in rec]
         if missing:
@@ -136,8 +141,9 @@ def from_report(report, name: str = "network") -> Network:
             "(bg.convert) and simulate it in event mode"
         )
     meta = {k: data["meta"].get(k) for k in ("steps", "batch", "mode")}
-    if dense:
+    if dense:  # not mapped: the chip estimate leaves them out, and the reports say so
         meta["dense"] = dense
+        meta["dense_macs_per_sample"] = dense_macs
     return Network(tuple(blocks), name, {}, meta)
 
 

@@ -14,13 +14,16 @@ KEYS = ("synops", "neurons", "spikes", "noc", "static")
 DYNAMIC = ("synops", "neurons", "spikes", "noc")
 
 
-def markdown(reports: dict[str, EnergyReport], title: str = "hwmaps") -> str:
+def markdown(reports: dict[str, EnergyReport], title: str = "hwmaps",
+             not_mapped: dict[str, float | None] | None = None) -> str:  # fmt: skip
     """A markdown table: one row per method; energies in pJ **per time step** (dynamic terms,
     their sum, static apart), and J **per sample** when the run's length T is known.
 
     Args:
         reports: {method: EnergyReport}.
         title: heading.
+        not_mapped: layers of the network left dense (not factored, so not mapped):
+            {name: MACs per sample or None}; listed under the table as outside the estimate.
     """
     steps = next(iter(reports.values())).extra.get("steps") if reports else None
     per_sample = f" | dynamic J / sample (T={steps}) | total J / sample" if steps else ""
@@ -43,7 +46,20 @@ def markdown(reports: dict[str, EnergyReport], title: str = "hwmaps") -> str:
             f"{r.latency_s_per_step * 1e6:.3g} | {r.hops['mean']:.2f} | "
             f"{'' if t is None else f'{t:.2f}'} |"
         )
+    if not_mapped:
+        items = ", ".join(
+            f"{n} ({'?' if macs is None else f'{macs:,.0f}'} MACs per sample)"
+            for n, macs in not_mapped.items()
+        )
+        lines += ["", f"**Not in this estimate:** layers left dense (not factored, not mapped): "
+                  f"{items}. Their cost on the chip is not included above."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def not_mapped(meta: dict) -> dict[str, float | None]:
+    """``{layer: MACs per sample or None}`` of the layers a Network's extraction left dense."""
+    macs = meta.get("dense_macs_per_sample") or {}
+    return {n: macs.get(n) for n in meta.get("dense") or ()}
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -61,8 +77,12 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write(out_dir: str | Path, placements: dict[str, Placement],
-          reports: dict[str, EnergyReport], title: str = "hwmaps") -> list[Path]:  # fmt: skip
+          reports: dict[str, EnergyReport], title: str = "hwmaps",
+          skipped: dict[str, float | None] | None = None) -> list[Path]:  # fmt: skip
     """Write ``placement_<method>.json``, ``energy.json`` and ``report.md`` into ``out_dir``.
+
+    ``skipped``: layers left dense and not mapped (:func:`not_mapped`), recorded in
+    ``energy.json`` (``"not_mapped"``) and listed in ``report.md``.
 
     Returns:
         The paths written.
@@ -72,7 +92,9 @@ def write(out_dir: str | Path, placements: dict[str, Placement],
     paths = []
     for m, p in placements.items():
         paths.append(write_text(out / f"placement_{m}.json", json.dumps(p.to_dict())))
-    energy = json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=1)
-    paths.append(write_text(out / "energy.json", energy))
-    paths.append(write_text(out / "report.md", markdown(reports, title)))
+    data = {m: r.to_dict() for m, r in reports.items()}
+    if skipped:
+        data["not_mapped"] = {n: {"macs_per_sample": v} for n, v in skipped.items()}
+    paths.append(write_text(out / "energy.json", json.dumps(data, indent=1)))
+    paths.append(write_text(out / "report.md", markdown(reports, title, skipped)))
     return paths
