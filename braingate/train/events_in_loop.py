@@ -75,8 +75,42 @@ class EventTape:
         return float("inf") if s == 0 else self.dense_synops / s
 
 
+def _chunk_axis(layer: EventModule, x: Tensor) -> int | None:
+    """The time axis of a length-1 sequence given to a recurrent layer written for torch's call
+    (``out, h = self.gru(x)`` fed one step at a time): 0, or 1 with ``batch_first``; None for a
+    plain step ``(B, ...)``."""
+    torch_style = (getattr(layer, "recurrent", False) and getattr(layer, "return_state", False)
+                   and not getattr(layer, "is_cell", False))  # fmt: skip
+    if not torch_style or x.dim() != 3:
+        return None
+    axis = 1 if getattr(layer, "batch_first", False) else 0
+    if x.shape[axis] != 1:
+        raise ValueError(
+            f"events_in_loop steps take one time step per call; this recurrent layer got a "
+            f"sequence of {x.shape[axis]} steps (shape {tuple(x.shape)}); feed the model one step "
+            "at a time (bg.train.rollout does)"
+        )
+    return axis
+
+
+def _nonzero(hx) -> bool:
+    parts = hx if isinstance(hx, (tuple, list)) else (hx,)
+    return any(isinstance(p, Tensor) and bool(p.detach().ne(0).any()) for p in parts)
+
+
 def _step_forward(name: str, tape: EventTape, states: dict):
     def forward(self: EventModule, x: Tensor, *args, **kwargs) -> Tensor:
+        axis = _chunk_axis(self, x) if isinstance(x, Tensor) else None
+        if axis is not None:  # torch-style call on a length-1 sequence: step, then re-wrap
+            hx = args[0] if args else kwargs.get("hx")
+            if hx is not None and states.get(name) is None and _nonzero(hx):
+                raise ValueError(
+                    f"layer {name!r} was given a non-zero initial state; training through events "
+                    "starts every stream from zeros (pass hx=None or zeros)"
+                )
+            out = forward(self, x.select(axis, 0))
+            y, h = out
+            return y.unsqueeze(axis), h
         if not isinstance(x, Tensor) or x.dim() < 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
@@ -134,10 +168,14 @@ def rollout(model: nn.Module, xs: Tensor) -> tuple[Tensor, EventTape]:
     Resets the model's state first (snntorch neurons included); returns ``(ys (T, B, ...),
     tape)``; ``tape.penalty()`` is the differentiable activity penalty.
     """
+    from braingate.sim.simulate import _Feed
+
     if not isinstance(xs, Tensor) or xs.dim() < 2:
         raise ValueError("xs must be a time-first tensor (T, B, ...)")
+    feed = _Feed(model)  # xs[t], or a length-1 sequence for a model written for torch's call
+    B = xs.shape[1]
     reset(model)
     with events_in_loop(model) as tape:
-        ys = torch.stack([model(x) for x in xs])
+        ys = torch.stack([feed.output(model(feed.input(xs, t)), B) for t in range(xs.shape[0])])
         tape.steps = xs.shape[0]
     return ys, tape
