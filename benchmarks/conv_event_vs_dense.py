@@ -144,9 +144,10 @@ def digits_seed(seed: int, data, fast, args) -> dict:
     with torch.no_grad():
         acc_lowrank = accuracy(net(xt.flatten(0, 1)).unflatten(0, xt.shape[:2]), yt)
     cal = bg.calibrate_thresholds(net, xs, ys, tolerance=0.01, readout="mean",
-                                  max_evals=args.calib_evals, seed=seed)  # fmt: skip
+                                  max_evals=args.calib_evals, seed=seed,
+                                  headroom=args.calib_headroom)  # fmt: skip
     ys_cal, rep_cal = bg.simulate(net, xt, mode="event")
-    finetune(net, xs, ys, args.event_epochs, 1 / args.target_ratio, lam=2.0)
+    finetune(net, xs, ys, args.event_epochs, 1 / args.target_ratio, lam=args.lam)
     ys_ev, rep = bg.simulate(net, xt, mode="event")
     tm = frame_seconds(dense, net, xt, args.time_streams)
     syn = rep.total["synops"]
@@ -269,6 +270,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--time-streams", type=int, default=10)
     ap.add_argument("--calib-evals", type=int, default=60)
     ap.add_argument("--target-ratio", type=float, default=20.0)
+    ap.add_argument("--lam", type=float, default=2.0, help="weight of the activity penalty")
+    ap.add_argument(
+        "--calib-headroom",
+        type=float,
+        default=None,
+        help="calibrate_thresholds' headroom (default: its automatic choice)",
+    )
     ap.add_argument("--camera-steps", type=int, default=48)
     ap.add_argument("--camera-train-steps", type=int, default=150)
     ap.add_argument("--tolerances", type=float, nargs="+",

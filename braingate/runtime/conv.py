@@ -260,7 +260,7 @@ if AVAILABLE:
                         nin += 1
                         nj = cn[j]
                         reached += rn[i] * nj
-                        if row_block and nj == kw:  # the row's taps reach kw adjacent outputs
+                        if row_block and nj == kw and full_gate:  # kw adjacent outputs
                             o_lo = co[j, 0]
                             for a in range(rn[i]):
                                 p0 = ro[i, a] * Wo + o_lo
