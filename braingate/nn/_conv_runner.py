@@ -73,6 +73,25 @@ class ConvRunner:
         self.basis: tuple | None = None
         self.restarted()
 
+    def __getstate__(self) -> dict:
+        # copies and pickles drop the chains' weak callbacks (a chain belongs to this process)
+        return {**self.__dict__, "listeners": []}
+
+    def __setstate__(self, state: dict) -> None:
+        # unpickled numpy arrays may be views of the pickle's buffer; the kernel reads only
+        # arrays the runtime owns, so every state array becomes an owned copy
+        def own(a):
+            return np.array(a, copy=True, order="C") if isinstance(a, np.ndarray) else a
+
+        self.__dict__.update(state)
+        self.in_units, self.lat_units = own(self.in_units), own(self.lat_units)
+        if self.bufs is not None:
+            self.bufs = _Bufs(*map(own, self.bufs))
+        if self.args is not None:
+            self.args = self.args._replace(**{f: own(getattr(self.args, f))
+                                             for f in ("V", "Us_t", "bias", "th", "thz")})  # fmt: skip
+        self.y_bias = own(self.y_bias)
+
     @property
     def Rp(self) -> int:
         """The rank padded to whole SIMD vectors (:data:`~braingate.runtime.conv.LANES`)."""

@@ -304,3 +304,28 @@ def test_protocol_fields():
     assert dc.dense_synops == 4 * 30 * 30  # C_out·H'W'·C_in·kh·kw
     assert dc.lowrank_ops == 4 * (30 + 4) * 30
     assert layer.last_counts is None
+
+
+def test_a_saved_and_loaded_model_continues_its_stream_in_module_and_chain_stepping(tmp_path):
+    """torch.save / torch.load mid-stream (state arrays come back as views of the file's buffer:
+    the runner takes owned copies, so the kernel and compiled chains run on them) and deepcopy
+    after a chain was compiled (its weak callbacks are not copied)."""
+    import copy
+
+    from braingate.sim.fused import compile_events
+
+    torch.manual_seed(5)
+    net = nn.Sequential(EventConv2d(16, 32, 3, 8, padding=1, threshold=0.05), nn.ReLU())
+    net[0].execution = "event"
+    xs = [torch.randn(1, 16, 40, 40) for _ in range(4)]
+    with torch.no_grad():
+        compile_events(net)(xs[0])
+        torch.save(net, tmp_path / "net.pt")
+        loaded = torch.load(tmp_path / "net.pt", weights_only=False)
+        twin = copy.deepcopy(net)
+        want = [net(x) for x in xs[1:]]
+        chain = compile_events(loaded, strict=True)
+        for got_net in (loaded, twin):
+            for i, x in enumerate(xs[1:]):
+                step = chain if got_net is loaded and i else got_net
+                torch.testing.assert_close(step(x), want[i], rtol=1e-5, atol=1e-5)
