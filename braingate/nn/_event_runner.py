@@ -181,6 +181,14 @@ class EventRunner:
         state.update(_views=None, _hot=None, _ctx=None, _basis=None, listeners=[])
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        # arrays a loader hands back may view its buffers: the compiled kernels take only arrays
+        # the runtime owns (see runtime.ops.owned), so counters are copied into owned ones
+        for k, v in state.items():
+            if isinstance(v, np.ndarray) and not v.flags.owndata:
+                state[k] = np.array(v, copy=True, order="C")
+        self.__dict__.update(state)
+
     @property
     def input_unit_events(self) -> np.ndarray:
         """Events per input coordinate, summed over samples and steps (dense steps send all)."""

@@ -153,3 +153,31 @@ def test_event_linear_builds_in_half_precisions_and_converts_them(dtype):
     net = torch.nn.Sequential(torch.nn.Linear(8, 6)).to(dtype)
     bg.convert(net, rank=1.0)
     assert isinstance(net[0], bg.EventLinear) and net[0].V.dtype == dtype
+
+
+def test_a_cnn_saved_mid_stream_and_loaded_compiles_into_one_call_again():
+    import io
+    import warnings
+
+    import numpy as np
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg.convert(net, rank=0.5, execution="event")
+    chain = bg.sim.compile_events(net)
+    with torch.no_grad():
+        for _ in range(3):
+            chain(torch.rand(1, 1, 28, 28))
+    buf = io.BytesIO()
+    torch.save(net, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    arrays = [v for v in loaded[3]._runner.__dict__.values() if isinstance(v, np.ndarray)]
+    assert arrays and all(a.flags.owndata for a in arrays)
+    chain2 = bg.sim.compile_events(loaded)
+    with torch.no_grad():
+        chain2(torch.rand(1, 1, 28, 28))
+    assert chain2.compiled_segments == 1  # the head lowered too (not a module call)
