@@ -243,9 +243,14 @@ class EventRunner:
             # what the kernel arguments copied (edits must be noticed; V: the state depends on it)
             tracked = [U, s, V] + [p for k, p in P.items() if k.endswith("_raw")]
             bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt, tracked)
-            th = _kernel_array(layer.threshold, self.n, dt, tracked)
-            args = (g_np, Vn, Us_t, bias, th, _kernel_array(layer.latent_threshold, self.rank, dt,
-                                                           tracked))  # fmt: skip
+            # a learned threshold is computed from its tracked *_raw parameter on each read: the
+            # fresh tensor never changes, so tracking it would only cost a version read per step
+            derived: list = []
+            th = _kernel_array(layer.threshold, self.n, dt,
+                               derived if "threshold_raw" in P else tracked)  # fmt: skip
+            thz = _kernel_array(layer.latent_threshold, self.rank, dt,
+                                derived if "latent_threshold_raw" in P else tracked)  # fmt: skip
+            args = (g_np, Vn, Us_t, bias, th, thz)
         self._ctx = _Context(key, args, *self._gate_fields(g, g_np, s, B, cost), U.detach().t(),
                              cost, tuple(tracked), layer._gate_version)  # fmt: skip
         return self._ctx
