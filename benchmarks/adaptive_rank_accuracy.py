@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import sys
 import tempfile
 import time
@@ -52,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, table
+from _common import machine, table, write_json
 
 from braingate.energy import PerfEstimator
 from braingate.nn.loraven import MODE_PRESETS, LoRAven, preset_ranks
@@ -287,15 +285,6 @@ def run_adlrns(name: str, seeds: list[int], epochs: int, alphas=ADLRNS_ALPHAS) -
                      "pass_balanced": bool(np.mean(gaps) <= TARGET_POINTS["balanced"])})  # fmt: skip
     return {"task": name, "epochs": epochs, "linear_acc": float(np.mean([x["acc"] for x in lin])),
             "linear_mJ": lin[0]["energy_mJ"], "dynamic": rows}  # fmt: skip
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Atomic: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

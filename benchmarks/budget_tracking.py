@@ -10,11 +10,14 @@ Writes JSON (default results/budget_tracking.json) and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json
 
 from braingate.nn.dynamic import DynamicLowRankLayer
 from braingate.scheduling import BudgetManager, InputChangeScorer, RankScheduler
@@ -69,7 +72,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    write_json(out, res)
     print(f"{'metric':32s} value")
     for k, v in res.items():
         print(f"{k:32s} {v}")

@@ -41,11 +41,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -58,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, table
+from _common import machine, table, write_json
 
 import braingate as bg
 from braingate.calibration import CalibrationWarning
@@ -382,23 +379,6 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a plain file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
@@ -445,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows, "machine": machine(),
         "seconds": time.perf_counter() - t0,
     }  # fmt: skip
-    write_json_atomic(Path(args.out), payload)
+    write_json(Path(args.out), payload)
     cols = ["task", "tolerance", "cal_n", "cases", "passed", "mean_ref_acc", "mean_drop", "max_drop",
             "mean_saving_vs_dense", "mean_saving_vs_exact"]  # fmt: skip
     fmt = {"tolerance": "{:.2f}", "mean_ref_acc": "{:.4f}", "mean_drop": "{:+.4f}", "max_drop": "{:+.4f}",

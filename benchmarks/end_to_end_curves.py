@@ -47,11 +47,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -64,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, table
+from _common import machine, table, write_json
 
 import braingate as bg
 from braingate.calibration import CalibrationWarning
@@ -339,23 +336,6 @@ def acceptance(summary: list[dict]) -> dict:
     return {"tasks": per, "passed": passed, "met": passed >= 2}
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _subset(s: Split, quick: bool) -> Split:
     if not quick:
         return s
@@ -404,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
         "accept_ratio": ACCEPT_RATIO, "summary": summary, "acceptance": acc, "rows": rows,
         "machine": machine(), "seconds": time.perf_counter() - t0,
     }  # fmt: skip
-    write_json_atomic(out, doc)
+    write_json(out, doc)
     fmt = {"accuracy": "{:.4f}", "acc_min": "{:.4f}", "acc_max": "{:.4f}", "synops": "{:,.0f}",
            "ratio": "{:.1f}x", "ratio_min": "{:.1f}x", "seconds": "{:.1f}", "budget": "{}"}  # fmt: skip
     shown = [{**r, "budget": "-" if r["budget"] is None else f"1/{round(1 / r['budget'])}"}

@@ -9,11 +9,14 @@ init), with and without double quantisation, and writes JSON plus a printed tabl
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json
 
 from braingate.lora.quant import quantize_nf4
 
@@ -56,7 +59,7 @@ def main() -> None:
               f"{r['quantize_ms']:>8.1f}{r['dequantize_ms']:>8.1f}")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
+    write_json(out, rows)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
-
+sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
+from _common import write_json
 from _data import aeon_stream, digits, row_frames
 
 import braingate as bg
@@ -144,7 +144,7 @@ def main() -> None:
     payload = {"benchmark": "hwmaps mapping", "networks": nets, "rows": rows, "summary": summary}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+    write_json(out, payload)
     print_table(rows, summary)
     png = plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {png}")

@@ -27,7 +27,6 @@ it leans to over-estimating, as the old assumption did, by much less.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
-
+from _common import write_json
 from _data import aeon_stream, digits, row_frames
 from mapping import train_mlp, windows
 
@@ -186,7 +185,7 @@ def main() -> None:
                "quick": args.quick, "replay_checks": checks, "rows": rows}  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+    write_json(out, payload)
     print_table(rows, checks)
     print(f"wrote {out}")
 

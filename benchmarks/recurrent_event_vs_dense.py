@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +41,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_seconds, machine, table
+from _common import interleaved_seconds, machine, table, write_json
 
 import braingate as bg
 from braingate.datasets.sensors import basic_motions, daphnet, gun_point
@@ -52,15 +49,6 @@ from braingate.nn.event_rnn import EventGRU
 from braingate.sim.fused import compile_events
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "recurrent_event_vs_dense.json"
-
-
-def write_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 # -- classification ------------------------------------------------------------------------------
@@ -306,7 +294,7 @@ def main() -> None:
     curve = daphnet_curve(32, 8, 8 if q else 30, scales)
     payload = {"machine": machine(), "quick": q, "config": {**cfg, "hidden": H, "rank_h": rank_h},
                "runs": rows, "summary": summary, "timing": timing, "daphnet": curve}  # fmt: skip
-    write_atomic(args.out, payload)
+    write_json(args.out, payload)
     print()
     print(table(summary, ["dataset", "seeds", "acc_torch_dense", "acc_dense", "acc_event",
                           "drop_points", "ratio", "min_ratio"],

@@ -34,6 +34,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import write_json
 
 PROBE = r"""
 import json, sys, time
@@ -139,10 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(a.rounds):  # alternating: both see the same load
         for name, tree in trees.items():
             runs[name].append(measure(tree))
-    result = {
-        name: {k: min(r[k] for r in rs) for k in KEYS}
-        for name, rs in runs.items()
-    }
+    result = {name: {k: min(r[k] for r in rs) for k in KEYS} for name, rs in runs.items()}
     print(f"{'µs per step':<14}" + "".join(f"{n:>12}" for n in result)
           + ("   this/baseline" if "baseline" in result else ""))  # fmt: skip
     for k in KEYS:
@@ -150,11 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "baseline" in result:
             line += f"{result['this'][k] / result['baseline'][k]:>16.3f}"
         print(line)
-    path = Path(a.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"runs": runs, "median": result}, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(a.out, {"runs": runs, "best": result})
     return result
 
 
