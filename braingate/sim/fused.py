@@ -93,7 +93,6 @@ class EventChain:
         self._after_reset = False
         self._listener = weakref.WeakMethod(self._before_reset)
         self._steppers: list = []
-        self._watch: list = []
 
     # -- stepping -------------------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
@@ -267,12 +266,10 @@ class EventChain:
         self._single = (one.step, one.desc, *self._types) if flat else None
         self._shape = x.shape
         self._keep = keep
-        self._watch, self._ptrs, self._epochs = watch, ptrs, epochs
+        self._ptrs = ptrs
         # C-level checks (map over builtins, no Python frame per entry): every watched mapping
         # still holds the object lowered, every container the modules it had
-        self._watch_dicts = [d for d, _, _ in watch]
-        self._watch_keys = [k for _, k, _ in watch]
-        self._watch_objs = [o for _, _, o in watch]
+        self._watch_dicts, self._watch_keys, self._watch_objs = list(zip(*watch)) or ((), (), ())
         self._containers = [c for c, _ in containers.values()]
         self._container_snaps = [snap for _, snap in containers.values()]
         self._tracked = tracked
