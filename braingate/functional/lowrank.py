@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["lowrank_linear", "masked_weight", "svd_factorize"]
+__all__ = ["lowrank_linear", "masked_weight", "orthonormal_", "svd_factorize"]
 
 
 def lowrank_linear(
@@ -38,6 +38,15 @@ def masked_weight(U: Tensor, s: Tensor, V: Tensor, gate: Tensor | None = None) -
     """``U·diag(s⊙g)·Vᵀ``: ``(m, n)`` for a shared gate, ``(B, m, n)`` for a per-sample one."""
     scale = s if gate is None else s * gate
     return (U * scale.unsqueeze(-2)) @ V.t()
+
+
+def orthonormal_(t: Tensor) -> Tensor:
+    """Fill ``t`` in place with orthonormal columns (``nn.init.orthogonal_``), drawn and factored
+    in at least float32 (torch has no CPU QR for bfloat16 / half) and copied in; returns ``t``."""
+    wide = torch.promote_types(t.dtype, torch.float32)
+    q = torch.nn.init.orthogonal_(torch.empty(t.shape, dtype=wide, device=t.device))
+    with torch.no_grad():
+        return t.copy_(q)
 
 
 def svd_factorize(weight: Tensor, rank: int) -> tuple[Tensor, Tensor, Tensor, float]:

@@ -18,7 +18,7 @@ from braingate.functional.conv_events import (
 )
 from braingate.functional.events import refuse_nonfinite
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
-from braingate.functional.lowrank import svd_factorize
+from braingate.functional.lowrank import orthonormal_, svd_factorize
 from braingate.nn import _validate as check
 from braingate.nn._conv_runner import KERNEL_DTYPES, ConvRunner
 from braingate.nn.base import Counts, EventModule, register_event_layer, threshold_property
@@ -159,7 +159,7 @@ class _EventConvNd(EventModule):
         """Orthonormal ``U``, ``V`` and equal ``s`` with the scale of ``nn.Conv2d``'s init."""
         with torch.no_grad():
             for p in (self.U, self.V):
-                nn.init.orthogonal_(p)
+                orthonormal_(p)
             self.s.fill_(math.sqrt(self.out_channels / (3.0 * self.rank)))
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(self.V.shape[0])

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from braingate.functional.event_step import event_step
 from braingate.functional.events import refuse_nonfinite
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
-from braingate.functional.lowrank import lowrank_linear, masked_weight, svd_factorize
+from braingate.functional.lowrank import lowrank_linear, masked_weight, orthonormal_, svd_factorize
 from braingate.nn import _validate as check
 from braingate.nn._event_runner import EventRunner
 from braingate.nn.base import Counts, EventModule, register_event_layer, threshold_property
@@ -21,7 +21,6 @@ from braingate.state import EventState
 __all__ = ["EventLinear"]
 
 _ACQUIRE, _RELEASE = RUNTIME_LOCK.acquire, RUNTIME_LOCK.release
-_LOW = (torch.bfloat16, torch.float16)
 
 # attributes whose replacement invalidates the event runtime's cached views
 _CACHED = frozenset({"U", "s", "V", "bias", "threshold_raw", "latent_threshold_raw"})
@@ -132,9 +131,8 @@ class EventLinear(EventModule):
     def reset_parameters(self) -> None:
         """Orthonormal ``U``, ``V`` and equal ``s`` with the scale of ``nn.Linear``'s init."""
         with torch.no_grad():
-            for p in (self.U, self.V):  # in float32 (torch has no CPU QR for bfloat16 / half)
-                q = torch.empty(p.shape, dtype=torch.float32, device=p.device)
-                p.copy_(nn.init.orthogonal_(q) if p.dtype in _LOW else nn.init.orthogonal_(p))
+            for p in (self.U, self.V):
+                orthonormal_(p)
             # nn.Linear draws U(-1/√n, 1/√n): entry variance 1/(3n), ‖W‖_F² = m/3.
             self.s.fill_(math.sqrt(self.out_features / (3.0 * self.rank)))
             if self.bias is not None:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from braingate.functional.gating import block_importance, blocks_to_units, first_k_blocks
-from braingate.functional.lowrank import svd_factorize
+from braingate.functional.lowrank import orthonormal_, svd_factorize
 from braingate.functional.rnn_events import (
     GATES,
     NEURON_OPS,
@@ -218,10 +218,8 @@ class _DeltaRNN(EventModule):
             for li in range(self.num_layers):
                 for off in (0, 4):
                     U, s, V, b = (self._param(li, off + k) for k in range(4))
-                    for f in (U, V):  # QR in float32 at least (none for bfloat16 / half)
-                        q = nn.init.orthogonal_(torch.empty(f.shape, dtype=torch.promote_types(
-                            f.dtype, torch.float32), device=f.device))  # fmt: skip
-                        f.copy_(q)
+                    for f in (U, V):
+                        orthonormal_(f)
                     rows, cols, r = U.shape[0], V.shape[0], s.shape[0]
                     s.fill_(math.sqrt(rows * cols / (3.0 * H * r)))
                     if b is not None:

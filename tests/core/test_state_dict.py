@@ -145,14 +145,17 @@ def test_bfloat16_event_mode_runs_on_the_torch_path():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_event_linear_builds_in_half_precisions_and_converts_them(dtype):
+def test_event_layers_build_in_half_precisions_and_convert_them(dtype):
     layer = bg.EventLinear(8, 6, 4, dtype=dtype)  # no CPU QR in these dtypes: init in float32
     assert layer.U.dtype == dtype
     gram = layer.U.float().T @ layer.U.float()
     assert torch.allclose(gram, torch.eye(4), atol=1e-2)
-    net = torch.nn.Sequential(torch.nn.Linear(8, 6)).to(dtype)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.Conv2d(1, 4, 3)).to(dtype)
     bg.convert(net, rank=1.0)
     assert isinstance(net[0], bg.EventLinear) and net[0].V.dtype == dtype
+    assert isinstance(net[1], bg.EventConv2d) and net[1].V.dtype == dtype
+    conv = bg.EventConv2d(2, 4, 3, rank=3, dtype=dtype)  # the conv builds there too
+    assert conv.U.dtype == dtype
 
 
 def test_a_cnn_saved_mid_stream_and_loaded_compiles_into_one_call_again():
