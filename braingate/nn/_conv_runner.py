@@ -234,9 +234,7 @@ class ConvRunner:
     def _arguments(self, layer, gate: Tensor, f) -> None:
         P = layer._parameters
         U, s, V, b = P["U"], P["s"], P["V"], P["bias"]
-        raws = tuple(p for k, p in P.items() if k.endswith("_raw"))
-        ths = tuple(t for t in (layer._threshold, layer._latent_threshold) if isinstance(t, Tensor))
-        tracked = (U, s, V, *(() if b is None else (b,)), *raws, *ths)
+        tracked = (U, s, V, *(() if b is None else (b,)), *layer.threshold_tensors())
         key = (tuple(map(id, tracked)), sum(map(_VERSION, tracked)), layer._epoch,
                optimizer_steps(), f)  # fmt: skip
         basis = (id(U), U._version, id(s), s._version, id(V), V._version, optimizer_steps())

@@ -241,15 +241,10 @@ class EventRunner:
             Us_t = owned((U * s).t().contiguous().to(wide).cpu().numpy())
             Vn = np.array(V.detach().to(wide).cpu().numpy(), dtype=dt, copy=True, order="C")
             # what the kernel arguments copied (edits must be noticed; V: the state depends on it)
-            tracked = [U, s, V] + [p for k, p in P.items() if k.endswith("_raw")]
-            bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt, tracked)
-            # a learned threshold is computed from its tracked *_raw parameter on each read: the
-            # fresh tensor never changes, so tracking it would only cost a version read per step
-            derived: list = []
-            th = _kernel_array(layer.threshold, self.n, dt,
-                               derived if "threshold_raw" in P else tracked)  # fmt: skip
-            thz = _kernel_array(layer.latent_threshold, self.rank, dt,
-                                derived if "latent_threshold_raw" in P else tracked)  # fmt: skip
+            tracked = [U, s, V, *(() if b is None else (b,)), *layer.threshold_tensors()]
+            bias = np.zeros(self.m, dt) if b is None else _kernel_array(b, self.m, dt)
+            th = _kernel_array(layer.threshold, self.n, dt)
+            thz = _kernel_array(layer.latent_threshold, self.rank, dt)
             args = (g_np, Vn, Us_t, bias, th, thz)
         self._ctx = _Context(key, args, *self._gate_fields(g, g_np, s, B, cost), U.detach().t(),
                              cost, tuple(tracked), layer._gate_version)  # fmt: skip
@@ -568,12 +563,10 @@ def _threshold_key(layer, name: str, params: dict) -> object:
     return (id(value), value._version) if isinstance(value, Tensor) else value
 
 
-def _kernel_array(value, size: int, dtype, tracked: list) -> np.ndarray:
+def _kernel_array(value, size: int, dtype) -> np.ndarray:
     """``value`` (scalar or tensor) as a ``(size,)`` kernel argument of ``dtype``: always a copy
-    the runtime owns; a tensor is appended to ``tracked`` (its in-place edits rebuild the copy).
-    """
+    the runtime owns (the caller tracks the tensors it came from)."""
     if not isinstance(value, Tensor):
         return np.full(size, value, dtype=dtype)
-    tracked.append(value)
     arr = value.detach().double().cpu().numpy().astype(dtype).reshape(-1)
     return np.full(size, arr[0], dtype) if arr.size == 1 else np.array(arr, copy=True)

@@ -216,6 +216,20 @@ class EventModule(nn.Module):
                 value = F.softplus(raw.detach()).clone()
                 setattr(self, name, value if value.dim() else float(value))
 
+    def threshold_tensors(self) -> list[Tensor]:
+        """The tensors this layer's thresholds are read from: each learned one's ``<name>_raw``
+        parameter, else a fixed per-unit tensor (scalars: none). What compiled kernels' copies of
+        the thresholds depend on (their in-place edits must rebuild the copies)."""
+        out = []
+        for name in self.threshold_sizes():
+            raw = self._parameters.get(name + "_raw")
+            fixed = self.__dict__.get("_" + name)
+            if raw is not None:
+                out.append(raw)
+            elif isinstance(fixed, Tensor):
+                out.append(fixed)
+        return out
+
     def _set_raw(self, key: str, value: float | Tensor) -> None:
         """Keep a learned threshold in step with an assigned value (calibration sets values)."""
         raw = self._parameters.get(key)
