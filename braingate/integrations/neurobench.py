@@ -64,11 +64,7 @@ class _Probe(nn.Module):
             w = L.dense_weight()
             self.full.weight.copy_(w if w.dim() == 2 else L.U * L.s @ L.V.t())
             return
-        size = L.rank // L.blocks
-        for b in range(L.blocks):
-            sl = slice(b * size, (b + 1) * size)
-            self.v[b].weight.copy_(L.V[:, sl].t())
-            self.u[b].weight.copy_((L.U * L.s)[:, sl])
+        copy_blocks(self)
 
     def pre(self, x: Tensor) -> None:
         """Snapshot the references before the step (the compiled kernel updates them in place)."""
@@ -109,6 +105,19 @@ class _Probe(nn.Module):
 #: ``pre(x)`` and ``post(x)`` that replay one step of the layer as calls NeuroBench hooks.
 PROBES: Registry[type] = Registry("NeuroBench probe")
 PROBES.add("event_linear", _Probe)
+
+
+@torch.no_grad()
+def copy_blocks(probe: nn.Module) -> None:
+    """Copy a factored layer's gate blocks into a probe's per-block replay weights: ``probe.v[b]``
+    gets block ``b`` of ``Vᵀ``, ``probe.u[b]`` the same block of ``U·diag(s)`` (linear and conv
+    probes alike)."""
+    L = probe.layer
+    size = L.rank // L.blocks
+    for b in range(L.blocks):
+        sl = slice(b * size, (b + 1) * size)
+        probe.v[b].weight.copy_(L.V[:, sl].t())
+        probe.u[b].weight.copy_((L.U * L.s)[:, sl])
 
 
 def _probe_for(layer: EventModule, view: str) -> nn.Module:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from braingate.integrations.neurobench import PROBES, EventActivity
+from braingate.integrations.neurobench import PROBES, EventActivity, copy_blocks
 from braingate.nn.event_conv import EventConv1d, EventConv2d
 
 __all__ = ["ConvProbe"]
@@ -50,11 +50,7 @@ class ConvProbe(nn.Module):
         if self.view == "dense":
             self.full.weight.copy_((L.U * L.s) @ L.V.t())
             return
-        size = L.rank // L.blocks
-        for b in range(L.blocks):
-            sl = slice(b * size, (b + 1) * size)
-            self.v[b].weight.copy_(L.V[:, sl].t())
-            self.u[b].weight.copy_((L.U * L.s)[:, sl])
+        copy_blocks(self)
 
     def _patches(self, x: Tensor) -> Tensor:
         """``(B, C, *in) -> (B·∏out, C·∏k)``: the receptive field of every output position."""
