@@ -60,8 +60,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1] / "examples"),
+]
 from _common import machine, table, write_json
+from _pipeline import mlp  # the dense baseline of make demo
 
 import braingate as bg
 from braingate.calibration import CalibrationWarning
@@ -170,14 +174,6 @@ TASKS: dict[str, Task] = {
 }  # fmt: skip
 QUICK = {"train": 64, "test": 48, "dense_epochs": 20, "e2e_dense": 20, "stage_epochs": 1,
          "finetune_epochs": 1, "calib_evals": 6, "budgets": (1 / 8, 1 / 16)}  # fmt: skip
-
-
-def mlp(features: int, hidden: int, classes: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(features, hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden), nn.ReLU(),
-        nn.Linear(hidden, classes),
-    )  # fmt: skip
 
 
 def event_mlp(features: int, hidden: int, classes: int, ranks: tuple[int, int, int]):
